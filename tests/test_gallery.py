@@ -1,0 +1,322 @@
+"""The identity gallery's contract, run against both backends (Edge on tmp_path, server API
+through qdrant-client's in-process mode), plus Edge persistence and crash recovery."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stream.gallery import (
+    Appearance,
+    Gallery,
+    GalleryConfig,
+    GalleryError,
+    Tracklet,
+    TrackletRecord,
+)
+from stream.gallery.server import ServerBackend
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Payload indexes have no effect:UserWarning"),
+    pytest.mark.filterwarnings("ignore:Local mode performs exact:UserWarning"),
+]
+
+DIM, PARTS = 32, 4
+ALL_VISIBLE = np.ones(PARTS)
+
+
+class Person:
+    """An identity: global and part vectors; sightings add small noise (distance ≈ 0.01),
+    while two persons are ≈ 2 apart (cosine ≈ 1 for the global and the part term each)."""
+
+    def __init__(self, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        self.global_vector = rng.normal(size=DIM)
+        self.part_vectors = rng.normal(size=(PARTS, DIM))
+        self.rng = rng
+
+    def sighting(self, visibility: np.ndarray = ALL_VISIBLE, noise: float = 0.05) -> Appearance:
+        return Appearance(
+            global_vector=self.global_vector + noise * self.rng.normal(size=DIM),
+            part_vectors=self.part_vectors + noise * self.rng.normal(size=(PARTS, DIM)),
+            visibility=visibility,
+        )
+
+
+def tracklet(camera: str, track: int, appearance: Appearance, t: float = 0.0) -> Tracklet:
+    return Tracklet(camera=camera, track=track, t_first=t, t_last=t + 1.0, appearance=appearance)
+
+
+class SharedServerBackend(ServerBackend):
+    """One in-process "server" that outlives a Gallery, so the tests can reopen against it."""
+
+    def close(self) -> None:
+        """Kept open: the test's server stays up while galleries come and go."""
+
+
+@pytest.fixture(params=["edge", "server"])
+def reopen(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator:
+    """``reopen(**config_changes) -> Gallery``: opens the same stored collection each time."""
+    backend = SharedServerBackend(":memory:", None, "tracklets")
+    opened: list[Gallery] = []
+
+    def open_gallery(**changes: object) -> Gallery:
+        # fsyncs on a shared disk cost 10-250 ms each: durability="flush" has its own test below
+        fields = (
+            dict(vector_size=DIM, num_parts=PARTS, top_n=10, threshold=0.3, durability="wal")
+            | changes
+        )
+        if request.param == "edge":
+            gallery = Gallery.open(GalleryConfig(path=tmp_path / "gallery", **fields))
+        else:
+            gallery = Gallery(GalleryConfig(url=":memory:", **fields), backend)
+        opened.append(gallery)
+        return gallery
+
+    yield open_gallery
+    for gallery in opened:
+        gallery.close()
+    backend.client.close()
+
+
+def test_same_person_on_another_camera_gets_the_same_identity(reopen) -> None:
+    gallery = reopen()
+    alice, bob = Person(1), Person(2)
+    first = gallery.match(tracklet("cam-a", 1, alice.sighting(), t=0.0))
+    again = gallery.match(tracklet("cam-b", 7, alice.sighting(), t=5.0))
+    other = gallery.match(tracklet("cam-b", 8, bob.sighting(), t=5.0))
+
+    assert first.is_new and first.score is None and first.global_id == 1
+    assert not again.is_new and again.global_id == first.global_id and again.score < 0.05
+    assert other.is_new and other.global_id == 2 and other.score > 1.0
+    assert len(gallery) == 3
+    assert [(r.camera, r.track) for r in gallery.records_of(1)] == [("cam-a", 1), ("cam-b", 7)]
+
+
+def test_search_filters_by_camera_and_time(reopen) -> None:
+    gallery = reopen()
+    people = [Person(10 + i) for i in range(6)]
+    for i, person in enumerate(people):
+        gallery.match(tracklet(f"cam-{i % 3}", i, person.sighting(), t=10.0 * i))
+    query = people[0].sighting()
+
+    top = gallery.search(query, limit=6)
+    assert len(top) == 6 and top[0].record.track == 0 and top[0].distance < 0.05
+    assert [h.distance for h in top] == sorted(h.distance for h in top)
+    assert {h.record.camera for h in gallery.search(query, camera="cam-1")} == {"cam-1"}
+    assert "cam-0" not in {h.record.camera for h in gallery.search(query, exclude_camera="cam-0")}
+    # tracklet i spans [10 i, 10 i + 1]: since keeps t_last >= since, until keeps t_first <= until
+    assert {h.record.track for h in gallery.search(query, since=21.5, until=40.0)} == {3, 4}
+
+
+def test_a_tracklet_is_never_matched_with_its_own_camera(reopen) -> None:
+    gallery = reopen()
+    alice = Person(3)
+    first = gallery.match(tracklet("cam-a", 1, alice.sighting(), t=0.0))
+    update = gallery.match(tracklet("cam-a", 1, alice.sighting(), t=3.0))
+    twin_track = gallery.match(tracklet("cam-a", 2, alice.sighting(), t=4.0))
+
+    assert not update.is_new and update.global_id == first.global_id
+    assert twin_track.is_new and twin_track.score is None  # cam-a's own tracklets are no candidates
+    assert len(gallery) == 2
+
+
+def test_updates_keep_the_identity_and_replace_the_features(reopen) -> None:
+    gallery = reopen()
+    alice = Person(4)
+    gallery.match(tracklet("cam-a", 1, alice.sighting(), t=0.0))
+    matched = gallery.match(tracklet("cam-b", 1, alice.sighting(), t=5.0))
+    occluded = alice.sighting(visibility=np.array([1.0, 1.0, 0.0, 0.0]))
+    update = Tracklet(camera="cam-b", track=1, t_first=6.0, t_last=9.0, appearance=occluded)
+
+    again = gallery.match(update)
+    assert (again.global_id, again.is_new) == (matched.global_id, False)
+    assert again.score == pytest.approx(matched.score)  # the distance it was matched at
+    stored = gallery.get("cam-b", 1)
+    assert stored.global_id == matched.global_id and len(gallery) == 2
+    assert (stored.t_first, stored.t_last) == (5.0, 9.0)  # first sighting kept, last moved on
+    np.testing.assert_allclose(stored.appearance.visibility, [1.0, 1.0, 0.0, 0.0])
+    assert gallery.get("cam-b", 99) is None
+
+
+def test_part_distance_reranks_candidates_whose_global_vectors_tie(reopen) -> None:
+    gallery = reopen(threshold=0.3, lam=1.0)
+    alice = Person(5)
+    rng = np.random.default_rng(0)
+    # A: Alice with her legs hidden (garbage part vectors there, visibility 0), global a bit off.
+    hidden_legs = alice.part_vectors.copy()
+    hidden_legs[2:] = rng.normal(size=(2, DIM))
+    look_alike_a = Appearance(
+        global_vector=alice.global_vector + 0.15 * rng.normal(size=DIM),
+        part_vectors=hidden_legs,
+        visibility=np.array([1.0, 1.0, 0.0, 0.0]),
+    )
+    # B: Alice's global vector exactly, but every visible part belongs to someone else.
+    look_alike_b = Appearance(
+        global_vector=alice.global_vector,
+        part_vectors=rng.normal(size=(PARTS, DIM)),
+        visibility=ALL_VISIBLE,
+    )
+    a = gallery.match(tracklet("cam-a", 1, look_alike_a))
+    b = gallery.match(tracklet("cam-b", 1, look_alike_b))
+    query = Appearance(
+        global_vector=alice.global_vector, part_vectors=alice.part_vectors, visibility=ALL_VISIBLE
+    )
+
+    by_global = [h.record.camera for h in gallery.search(query, rerank=False)]
+    by_parts = gallery.search(query, rerank=True)
+    assert by_global == ["cam-b", "cam-a"]
+    assert [h.record.camera for h in by_parts] == ["cam-a", "cam-b"]
+    assert by_parts[0].distance < 0.1 < 0.9 < by_parts[1].distance
+    # the matcher decides on the re-ranked order: A's identity, not the global nearest B's
+    decided = gallery.match(tracklet("cam-c", 1, query))
+    assert decided.global_id == a.global_id != b.global_id and not decided.is_new
+
+
+def test_time_window_keeps_old_tracklets_out(reopen) -> None:
+    gallery = reopen(time_window_s=10.0)
+    alice, bob = Person(6), Person(7)
+    gallery.match(tracklet("cam-a", 1, alice.sighting(), t=0.0))  # last seen at t=1
+    gallery.match(tracklet("cam-a", 2, bob.sighting(), t=0.0))
+    assert gallery.match(tracklet("cam-b", 1, alice.sighting(), t=8.0)).global_id == 1
+    late_bob = gallery.match(tracklet("cam-b", 2, bob.sighting(), t=30.0))
+    assert late_bob.is_new and late_bob.global_id == 3
+
+
+def test_a_batch_matches_in_order_and_later_members_see_earlier_ones(reopen) -> None:
+    gallery = reopen()
+    alice = Person(8)
+    batch = [tracklet("cam-a", 1, alice.sighting()), tracklet("cam-b", 1, alice.sighting())]
+    first, second = gallery.match_batch(batch)
+    assert first.is_new and second.global_id == first.global_id and not second.is_new
+
+
+def test_reopening_keeps_identities_and_continues_the_id_sequence(reopen) -> None:
+    gallery = reopen()
+    people = [Person(20 + i) for i in range(3)]
+    ids = [
+        gallery.match(tracklet("cam-a", i, p.sighting())).global_id for i, p in enumerate(people)
+    ]
+    gallery.close()
+
+    reopened = reopen()
+    assert len(reopened) == 3 and reopened.next_global_id == 4
+    assert [reopened.get("cam-a", i).global_id for i in range(3)] == ids == [1, 2, 3]
+    assert reopened.match(tracklet("cam-b", 0, people[1].sighting(), t=2.0)).global_id == 2
+    assert reopened.match(tracklet("cam-b", 1, Person(99).sighting(), t=2.0)).global_id == 4
+
+
+def test_imported_records_keep_their_ids_and_move_the_sequence_on(reopen) -> None:
+    gallery = reopen()
+    imported = [
+        TrackletRecord(
+            camera="cam-a", track=t, t_first=0.0, t_last=1.0, appearance=p.sighting(), global_id=g
+        )
+        for t, (p, g) in enumerate([(Person(40), 7), (Person(41), 3)])
+    ]
+    gallery.add(imported)
+    assert gallery.next_global_id == 8 and gallery.get("cam-a", 1).global_id == 3
+    assert gallery.match(tracklet("cam-b", 1, Person(41).sighting())).global_id == 3
+    assert gallery.match(tracklet("cam-b", 2, Person(42).sighting())).global_id == 8
+
+
+def test_a_gallery_of_another_model_is_refused_and_left_intact(reopen) -> None:
+    gallery = reopen()
+    gallery.match(tracklet("cam-a", 1, Person(30).sighting()))
+    gallery.close()
+
+    with pytest.raises(GalleryError, match=r"stores 32-d global vectors but the model makes 64"):
+        reopen(vector_size=64)
+    with pytest.raises(GalleryError, match=r"stores 4 part vectors .* model makes 6"):
+        reopen(num_parts=6)
+    intact = reopen()
+    assert len(intact) == 1 and intact.get("cam-a", 1).global_id == 1
+
+
+def test_appearances_of_another_shape_are_refused(reopen) -> None:
+    gallery = reopen()
+    wrong = Appearance(
+        global_vector=np.ones(DIM + 1),
+        part_vectors=np.ones((PARTS, DIM + 1)),
+        visibility=ALL_VISIBLE,
+    )
+    with pytest.raises(GalleryError, match=r"d=33, K=4; the gallery .* holds d=32, K=4"):
+        gallery.match(tracklet("cam-a", 1, wrong))
+    assert len(gallery) == 0
+
+
+def test_bad_inputs_name_the_field() -> None:
+    with pytest.raises(ValueError, match="exactly one of 'path'"):
+        GalleryConfig(vector_size=DIM)
+    with pytest.raises(ValueError, match="visibility must be"):
+        Appearance(global_vector=np.ones(DIM), part_vectors=np.ones((PARTS, DIM)), visibility=[1])
+    with pytest.raises(ValueError, match="all zeros"):
+        Appearance(global_vector=np.zeros(DIM), part_vectors=np.ones((1, DIM)), visibility=[1])
+    with pytest.raises(ValueError, match="t_first 5.0 is after t_last 1.0"):
+        Tracklet(camera="c", track=1, t_first=5.0, t_last=1.0, appearance=Person(0).sighting())
+
+
+def test_edge_gallery_open_twice_is_a_clear_error(tmp_path: Path) -> None:
+    config = GalleryConfig(path=tmp_path, vector_size=DIM, num_parts=PARTS)
+    with Gallery.open(config), pytest.raises(GalleryError, match="open elsewhere"):
+        Gallery.open(config)
+
+
+WRITER = """
+import sys
+import numpy as np
+from stream.gallery import Appearance, Gallery, GalleryConfig, Tracklet
+
+config = GalleryConfig.model_validate_json(sys.argv[1])
+rng = np.random.default_rng(0)
+gallery = Gallery.open(config)
+for i in range(1_000_000):
+    appearance = Appearance(
+        global_vector=rng.normal(size=config.vector_size),
+        part_vectors=rng.normal(size=(config.num_parts, config.vector_size)),
+        visibility=np.ones(config.num_parts),
+    )
+    match = gallery.match(
+        Tracklet(camera=f"cam-{i % 3}", track=i, t_first=i, t_last=i + 1, appearance=appearance)
+    )
+    print(i, match.global_id, flush=True)  # printed only once match() returned: acknowledged
+"""
+
+
+@pytest.mark.parametrize("durability", ["flush", "wal"])
+def test_edge_gallery_killed_mid_write_keeps_every_acknowledged_identity(
+    tmp_path: Path, durability: str
+) -> None:
+    config = GalleryConfig(
+        path=tmp_path / "g", vector_size=DIM, num_parts=PARTS, durability=durability
+    )
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, config.model_dump_json()],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    acknowledged: dict[int, int] = {}
+    try:
+        for line in writer.stdout:
+            track, global_id = map(int, line.split())
+            acknowledged[track] = global_id
+            if len(acknowledged) == 20:
+                break
+    finally:
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait()
+    assert writer.returncode == -signal.SIGKILL and len(acknowledged) == 20
+
+    with Gallery.open(config) as gallery:
+        stored = {t: gallery.get(f"cam-{t % 3}", t) for t in acknowledged}
+        assert {t: r.global_id for t, r in stored.items() if r is not None} == acknowledged
+        assert len(gallery) >= 20
+        assert gallery.next_global_id > max(acknowledged.values())

@@ -1,0 +1,62 @@
+"""The package's shape: import boundaries, entry points and the ReIDFeatures contract."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from reid_core import ReIDFeatures
+
+
+def test_reid_core_imports_neither_trainer_nor_stream() -> None:
+    code = (
+        "import sys, reid_core, reid_core.cli; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('trainer', 'stream')]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("entry_point", ["trainer", "stream"])
+def test_entry_points_explain_themselves(entry_point: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", entry_point, "--help"], check=True, capture_output=True, text=True
+    ).stdout
+    assert f"usage: {entry_point}" in out
+    assert "COMMAND" in out
+
+
+def _features(batch: int, parts: int = 3, dim: int = 8) -> ReIDFeatures:
+    g = torch.Generator().manual_seed(batch)
+    return ReIDFeatures(
+        global_features=torch.randn(batch, dim, generator=g),
+        part_features=torch.randn(batch, parts, dim, generator=g),
+        visibility=torch.rand(batch, parts, generator=g),
+        keypoints=torch.rand(batch, parts, 2, generator=g) * 2 - 1,
+        jacobians=torch.eye(2).expand(batch, parts, 2, 2).clone(),
+        segmentation=torch.softmax(torch.randn(batch, parts + 1, 4, 2, generator=g), dim=1),
+    )
+
+
+def test_features_index_and_concatenate_every_field_together() -> None:
+    a, b = _features(4), _features(2)
+    both = ReIDFeatures.cat([a, b])
+    assert len(both) == 6 and both.num_parts == 3 and both.dim == 8
+    picked = both[[5, 0]]
+    assert torch.equal(picked.global_features[0], b.global_features[1])
+    assert torch.equal(picked.segmentation[1], a.segmentation[0])
+    assert torch.equal(both[-1].keypoints, b.keypoints[1:])
+    assert len(both[1:3]) == 2 and len(both[2]) == 1
+
+
+def test_features_reject_inconsistent_shapes() -> None:
+    good = _features(2).as_dict()
+    with pytest.raises(ValueError, match="visibility"):
+        ReIDFeatures(**{**good, "visibility": torch.rand(2, 4)})
+    with pytest.raises(ValueError, match="batch"):
+        ReIDFeatures(**{**good, "keypoints": torch.rand(3, 3, 2)})
+    with pytest.raises(ValueError, match="segmentation"):
+        ReIDFeatures(**{**good, "segmentation": torch.rand(2, 3, 4, 2)})

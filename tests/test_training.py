@@ -1,0 +1,168 @@
+"""The training engine on a tiny synthetic set: config errors, exact resume, torchrun with gloo."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from trainer.config import load_train_config, parse_overrides
+from trainer.engine import lr_factor, train
+from trainer.synth.reid_set import ReidSetConfig, write_reid_set
+
+pytestmark = pytest.mark.xdist_group("training")
+
+TINY_MODEL = {
+    "backbone": {"name": "resnet18", "weights": "random"},
+    "transformer": {
+        "d_model": 32,
+        "nhead": 2,
+        "num_encoder_layers": 1,
+        "dim_feedforward": 64,
+        "dropout": 0.0,
+    },
+    "heads": {"num_parts": 3},
+    "input_size": [64, 32],
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("synth")
+    cfg = ReidSetConfig(identities=16, cameras=2, seed=3, images_per_camera=(2, 3), size=(32, 64))
+    write_reid_set(cfg, root, workers=1, show_progress=False)
+    return root
+
+
+@pytest.fixture()
+def tiny_config(tmp_path: Path, tiny_set: Path) -> Path:
+    config = {
+        "model": TINY_MODEL,
+        "data": {"dataset": "synthetic", "root": str(tiny_set), "num_workers": 0},
+        "transforms": {"height": 64, "width": 32, "pad": 2},
+        "sampler": {"identities_per_batch": 4, "images_per_identity": 4},
+        "optimizer": {"lr": 0.01},
+        "scheduler": {"step_size": 1, "gamma": 0.5},
+        "epochs": 2,
+        "amp": "off",
+        "max_steps_per_epoch": 2,
+        "eval": {"every": 0},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_overrides_address_nested_fields_and_bad_ones_are_named(tiny_config: Path) -> None:
+    overrides = parse_overrides(["optimizer.lr=0.5", "sampler.identities_per_batch=2"])
+    cfg = load_train_config(tiny_config, overrides)
+    assert cfg.optimizer.lr == 0.5 and cfg.sampler.identities_per_batch == 2
+    with pytest.raises(ValueError, match="optimizer.lrr"):
+        load_train_config(tiny_config, parse_overrides(["optimizer.lrr=1"]))
+    with pytest.raises(ValueError, match="key=value"):
+        parse_overrides(["epochs"])
+
+
+def test_every_shipped_train_config_validates() -> None:
+    configs = sorted(Path("configs/train").rglob("*.yaml"))
+    assert len(configs) >= 10
+    for path in configs:
+        cfg = load_train_config(path)
+        assert Path(cfg.model).is_file(), f"{path}: model config {cfg.model} is missing"
+
+
+def test_step_schedule_with_warmup() -> None:
+    cfg = load_train_config(
+        Path("configs/train/market1501.yaml"),
+        {"scheduler": {"warmup_epochs": 2, "warmup_factor": 0.1}},
+    ).scheduler
+    assert lr_factor(0, cfg) == pytest.approx(0.1)
+    assert lr_factor(1, cfg) == pytest.approx(0.55)
+    assert lr_factor(29, cfg) == 1.0
+    assert lr_factor(30, cfg) == pytest.approx(0.1)
+    assert lr_factor(60, cfg) == pytest.approx(0.01)
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=True)["model"]
+
+
+def test_resume_continues_exactly(tiny_config: Path, tmp_path: Path) -> None:
+    whole = tmp_path / "whole"
+    history = train(tiny_config, whole)
+    assert {"id_global", "tri_global", "equivariance", "feature_consistency", "total"} <= set(
+        history
+    )
+    assert all(
+        torch.isfinite(torch.tensor(v)) for k, v in history.items() if k != "step_identities"
+    )
+
+    split = tmp_path / "split"
+    train(tiny_config, split, {"epochs": 1})
+    after_one = _weights(split / "checkpoints" / "last.pt")
+    train(tiny_config, split, {"epochs": 2}, resume=True)
+
+    reference = _weights(whole / "checkpoints" / "last.pt")
+    resumed = _weights(split / "checkpoints" / "last.pt")
+    assert reference.keys() == resumed.keys()
+    for name in reference:
+        assert torch.equal(reference[name], resumed[name]), name
+    assert any(not torch.equal(after_one[n], reference[n]) for n in reference)
+    epochs = [json.loads(line)["epoch"] for line in (split / "history.jsonl").open()]
+    assert epochs == [0, 1]
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(tiny_config: Path, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train(tiny_config, tmp_path / "empty", resume=True)
+
+
+def test_sampler_group_must_match_the_feature_consistency_group(
+    tiny_config: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match="images_per_identity"):
+        train(tiny_config, tmp_path / "x", {"sampler": {"images_per_identity": 3}})
+
+
+def test_torchrun_two_processes_with_gloo(tiny_config: Path, tmp_path: Path) -> None:
+    from reid_core import ReIDFeatures, load
+
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "trainer",
+        "train",
+        "--config",
+        str(tiny_config),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "eval.every=1",
+    ]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    steps = [json.loads((out / f"rank{r}_identities.json").read_text()) for r in (0, 1)]
+    assert len(steps[0]) == len(steps[1]) == 2
+    for ids0, ids1 in zip(*steps, strict=True):
+        assert len(ids0) == len(ids1) == 2
+        assert not set(ids0) & set(ids1)
+    record = json.loads((out / "history.jsonl").read_text().splitlines()[-1])
+    assert 0.0 <= record["eval"]["mAP"] <= 1.0
+    model = load(out / "model_best.safetensors").eval()
+    with torch.no_grad():
+        features = model(torch.randn(2, 3, 64, 32))
+    assert isinstance(features, ReIDFeatures) and features.global_features.shape == (2, 32)

@@ -1,0 +1,457 @@
+"""The training engine: `trainer train`, alone or under torchrun (SPEC §2 recipe, §8 CLI).
+
+One process per device. Under torchrun (RANK / WORLD_SIZE / LOCAL_RANK in the environment) the
+model is wrapped in DistributedDataParallel (NCCL on GPUs, gloo on CPU) and the identity sampler
+gives every rank its own identities. Every epoch starts from RNG states derived from
+(seed, rank, epoch), so a run resumed from the checkpoint of epoch e continues exactly as the
+uninterrupted run would have: the checkpoint holds model, optimiser, scheduler and scaler, and
+the epoch says where the sampler and the RNGs stand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import time
+from collections import defaultdict
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "last.pt"
+CHECKPOINT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def setup_distributed() -> DistributedContext:
+    """Join the torchrun process group when launched by torchrun, else a single process."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+    else:
+        device = torch.device("cpu")
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return DistributedContext(rank, world_size, local_rank, device)
+
+
+def seed_epoch(seed: int, rank: int, epoch: int) -> torch.Generator:
+    """Seed every RNG for (seed, rank, epoch); returns the data loader's generator."""
+    epoch_seed = int(np.random.SeedSequence([seed, rank, epoch]).generate_state(1)[0])
+    random.seed(epoch_seed)
+    np.random.seed(epoch_seed)
+    torch.manual_seed(epoch_seed)
+    generator = torch.Generator()
+    generator.manual_seed(epoch_seed)
+    return generator
+
+
+def _seed_worker(worker_id: int) -> None:
+    """DataLoader workers: numpy and random follow torch's per-worker seed."""
+    worker_seed = torch.initial_seed() % 2**32
+    np.random.seed(worker_seed)
+    random.seed(worker_seed)
+
+
+def lr_factor(epoch: int, cfg: Any) -> float:
+    """Linear warm-up for `warmup_epochs`, then ×gamma every `step_size` epochs (SPEC §2)."""
+    if epoch < cfg.warmup_epochs:
+        alpha = epoch / cfg.warmup_epochs
+        return cfg.warmup_factor * (1 - alpha) + alpha
+    return cfg.gamma ** (epoch // cfg.step_size)
+
+
+class TrainStep(nn.Module):
+    """Model + loss in one module, so DDP sees a single forward even though the equivariance
+    loss runs the model twice (on X and on its warp Y)."""
+
+    def __init__(self, model: nn.Module, loss: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.loss = loss
+
+    def forward(
+        self, images: torch.Tensor, pids: torch.Tensor, joints: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        return self.loss(self.model, images, pids, joints=joints)
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """Write to a temporary file beside `path`, then rename: a crash never leaves half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class Trainer:
+    """Runs the epochs of one training configuration in `out_dir`."""
+
+    def __init__(self, cfg: Any, out_dir: Path, ctx: DistributedContext) -> None:
+        from reid_core import build_model
+        from reid_core.config import load_model_config
+        from reid_core.losses import MotionAwareLoss
+        from trainer.data import (
+            ImageDataset,
+            RandomIdentityBatchSampler,
+            build_dataset,
+            build_transforms,
+        )
+
+        self.cfg = cfg
+        self.out_dir = out_dir
+        self.ctx = ctx
+        self.dataset = build_dataset(cfg.data.dataset, cfg.data.root, **cfg.data.options)
+        if not self.dataset.train:
+            raise ValueError(
+                f"data set {cfg.data.dataset!r} at {cfg.data.root} has no training images "
+                "(test-only data sets are evaluated with a model trained elsewhere)"
+            )
+        train_tf, self.test_tf = build_transforms(cfg.transforms, self.dataset.joint_names)
+        self.images = ImageDataset(self.dataset.train, train_tf, on_error=cfg.data.on_error)
+        identities_per_rank, remainder = divmod(cfg.sampler.identities_per_batch, ctx.world_size)
+        if remainder or not identities_per_rank:
+            raise ValueError(
+                f"sampler.identities_per_batch={cfg.sampler.identities_per_batch} cannot be "
+                f"split evenly over {ctx.world_size} processes"
+            )
+        self.sampler = RandomIdentityBatchSampler(
+            self.images.pids,
+            identities_per_rank,
+            cfg.sampler.images_per_identity,
+            seed=cfg.seed,
+            rank=ctx.rank,
+            world_size=ctx.world_size,
+        )
+        self.model_cfg = load_model_config(
+            cfg.model,
+            {"num_classes": self.dataset.num_train_pids},
+        )
+        if self.model_cfg.loss.images_per_identity != cfg.sampler.images_per_identity:
+            raise ValueError(
+                f"sampler.images_per_identity={cfg.sampler.images_per_identity} must equal the "
+                f"model's loss.images_per_identity={self.model_cfg.loss.images_per_identity} "
+                "(the feature-consistency loss reads each group as {A, B, C, D})"
+            )
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        self.model = build_model(self.model_cfg).to(ctx.device)
+        self.loss = MotionAwareLoss(self.model_cfg)
+        step: nn.Module = TrainStep(self.model, self.loss)
+        if ctx.distributed:
+            step = nn.parallel.DistributedDataParallel(
+                step,
+                device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None,
+                find_unused_parameters=True,
+            )
+        self.step = step
+        self.optimizer = torch.optim.SGD(
+            [p for p in self.model.parameters() if p.requires_grad],
+            lr=cfg.optimizer.lr,
+            momentum=cfg.optimizer.momentum,
+            weight_decay=cfg.optimizer.weight_decay,
+            nesterov=cfg.optimizer.nesterov,
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda epoch: lr_factor(epoch, cfg.scheduler)
+        )
+        use_amp = ctx.device.type == "cuda" and cfg.amp != "off"
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
+        self.autocast = (
+            (lambda: torch.autocast("cuda", dtype=self.amp_dtype)) if use_amp else nullcontext
+        )
+        self.scaler = torch.amp.GradScaler("cuda", enabled=use_amp and cfg.amp == "fp16")
+        self.start_epoch = 0
+        self.best_map = -1.0
+        self.writer = None
+        if ctx.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(out_dir / "tensorboard"))
+
+    # -- checkpoints -------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / "checkpoints" / CHECKPOINT_NAME
+
+    def save_checkpoint(self, epoch: int) -> None:
+        from reid_core import save
+
+        self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+        state = {
+            "version": CHECKPOINT_VERSION,
+            "epoch": epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "best_map": self.best_map,
+            "world_size": self.ctx.world_size,
+            "model_config": self.model_cfg.to_json(),
+        }
+        atomic_torch_save(state, self.checkpoint_path)
+        save(self.model, self.out_dir / "model_last.safetensors")
+
+    def resume(self) -> None:
+        path = self.checkpoint_path
+        if not path.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {path} (run without --resume)")
+        state = torch.load(path, map_location=self.ctx.device, weights_only=True)
+        if state.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(f"{path}: checkpoint version {state.get('version')} is not supported")
+        if state["model_config"] != self.model_cfg.to_json():
+            raise ValueError(f"{path}: the checkpoint was trained with another model config")
+        if state["world_size"] != self.ctx.world_size:
+            log.warning(
+                "resuming a %d-process run with %d processes: the sampler's batches differ",
+                state["world_size"],
+                self.ctx.world_size,
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.best_map = state["best_map"]
+        self.start_epoch = state["epoch"] + 1
+
+    # -- the loop ------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        cfg = self.cfg
+        history: dict[str, Any] = {}
+        steps_per_epoch = self._steps_in_epoch(self.start_epoch)  # for the ETA; ±1 per epoch
+        progress = Progress(
+            TextColumn("[bold]epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[losses]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            disable=not self.ctx.is_main,
+        )
+        total_steps = steps_per_epoch * (cfg.epochs - self.start_epoch)
+        with progress:
+            task = progress.add_task("train", total=total_steps, epoch="-", losses="")
+            for epoch in range(self.start_epoch, cfg.epochs):
+                history = self._train_epoch(epoch, progress, task)
+                self.scheduler.step()
+                if self.ctx.is_main:
+                    metrics = self._maybe_evaluate(epoch)
+                    self.save_checkpoint(epoch)
+                    self._log_epoch(epoch, history, metrics)
+                if self.ctx.distributed:
+                    dist.barrier()
+        if self.writer is not None:
+            self.writer.close()
+        return history
+
+    def _steps_in_epoch(self, epoch: int) -> int:
+        """Batches of `epoch` (the same on every rank), capped by max_steps_per_epoch."""
+        self.sampler.set_epoch(epoch)
+        return min(len(self.sampler), self.cfg.max_steps_per_epoch or len(self.sampler))
+
+    def _train_epoch(self, epoch: int, progress: Any, task: Any) -> dict[str, float]:
+        from torch.utils.data import DataLoader
+
+        cfg = self.cfg
+        generator = seed_epoch(cfg.seed, self.ctx.rank, epoch)
+        steps = self._steps_in_epoch(epoch)
+        loader = DataLoader(
+            self.images,
+            batch_sampler=self.sampler,
+            num_workers=cfg.data.num_workers,
+            worker_init_fn=_seed_worker,
+            generator=generator,
+            persistent_workers=False,
+        )
+        supervise_keypoints = epoch < cfg.keypoint_pretraining.epochs
+        if self.model_cfg.heads.keypoints == "pretrained" and not supervise_keypoints:
+            from reid_core.losses import freeze_keypoint_branch
+
+            freeze_keypoint_branch(self.model)
+        self.model.train()
+        sums: dict[str, float] = defaultdict(float)
+        step_identities: list[list[int]] = []
+        start = time.perf_counter()
+        images_seen = 0
+        for step_index, batch in enumerate(loader):
+            if step_index >= steps:
+                break
+            images = batch["image"].to(self.ctx.device, non_blocking=True)
+            pids = batch["pid"].to(self.ctx.device)
+            joints = batch.get("joints") if supervise_keypoints else None
+            if joints is not None:
+                joints = joints.to(self.ctx.device)
+            with self.autocast():
+                losses = self.step(images, pids, joints)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(losses["total"]).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            step_identities.append(sorted({int(p) for p in batch["pid"]}))
+            images_seen += len(images)
+            for name, value in losses.items():
+                sums[name] += float(value.detach())
+            global_step = epoch * len(self.sampler) + step_index
+            if self.writer is not None and global_step % cfg.log_every == 0:
+                for name, value in losses.items():
+                    self.writer.add_scalar(f"loss/{name}", float(value.detach()), global_step)
+                self.writer.add_scalar("lr", self.optimizer.param_groups[0]["lr"], global_step)
+            shown = " ".join(f"{k[:12]}={float(v.detach()):.3f}" for k, v in losses.items())
+            progress.update(task, advance=1, epoch=f"{epoch + 1}/{cfg.epochs}", losses=shown)
+        elapsed = time.perf_counter() - start
+        count = max(1, min(steps, step_index + 1))
+        history = {name: total / count for name, total in sums.items()}
+        history["images_per_second"] = images_seen * self.ctx.world_size / max(elapsed, 1e-9)
+        history["step_identities"] = step_identities
+        return history
+
+    def _maybe_evaluate(self, epoch: int) -> dict[str, float] | None:
+        cfg = self.cfg.eval
+        last = epoch + 1 == self.cfg.epochs
+        if cfg.every == 0 or ((epoch + 1) % cfg.every and not last):
+            return None
+        from reid_core import save
+        from trainer.evaluation.evaluate import evaluate_model
+
+        metrics = evaluate_model(
+            self.model,
+            cfg.dataset or self.cfg.data.dataset,
+            cfg.root or self.cfg.data.root,
+            options=cfg.options if cfg.dataset else self.cfg.data.options,
+            transform=self.test_tf,
+            distance=cfg.distance,
+            batch_size=cfg.batch_size,
+            device=self.ctx.device,
+        ).metrics
+        if metrics["mAP"] > self.best_map:
+            self.best_map = metrics["mAP"]
+            save(self.model, self.out_dir / "model_best.safetensors")
+        return metrics
+
+    def _log_epoch(
+        self, epoch: int, history: dict[str, Any], metrics: dict[str, float] | None
+    ) -> None:
+        record = {
+            "epoch": epoch,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            **{k: v for k, v in history.items() if k != "step_identities"},
+        }
+        if metrics is not None:
+            record["eval"] = {k: v for k, v in metrics.items() if isinstance(v, float | int)}
+            for name, value in record["eval"].items():
+                self.writer.add_scalar(f"eval/{name}", value, epoch)
+        self.writer.add_scalar("throughput/images_per_second", history["images_per_second"], epoch)
+        with (self.out_dir / "history.jsonl").open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def train(
+    config_path: str | Path,
+    out_dir: str | Path,
+    overrides: dict[str, Any] | None = None,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Train from a config file; returns the last epoch's mean losses (this rank's)."""
+    import yaml
+
+    from trainer.config import load_train_config
+
+    cfg = load_train_config(config_path, overrides)
+    ctx = setup_distributed()
+    out = Path(out_dir)
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_config.yaml").write_text(
+            yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+        )
+    trainer = Trainer(cfg, out, ctx)
+    if ctx.is_main:
+        from rich.console import Console
+
+        Console().print(trainer.dataset.summary())
+    if resume:
+        trainer.resume()
+    try:
+        history = trainer.run()
+        # Which identities this rank trained on at each step of the last epoch: a distributed
+        # run can be checked for ranks that share identities within a step.
+        identities = out / f"rank{ctx.rank}_identities.json"
+        identities.write_text(json.dumps(history.get("step_identities", [])))
+        return history
+    finally:
+        if ctx.distributed and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model from a config (alone or under torchrun)",
+        description=(
+            "Train the motion-aware transformer (or an ablation) from configs/train/*.yaml. "
+            "Run it alone, or under `torchrun --nproc-per-node N [--nnodes M ...] -m trainer "
+            "train ...` for DDP (NCCL on GPUs, gloo on CPU). Writes checkpoints/last.pt, "
+            "model_last.safetensors, model_best.safetensors, history.jsonl and TensorBoard logs "
+            "under --out."
+        ),
+    )
+    parser.add_argument("--config", required=True, help="train config YAML (configs/train/)")
+    parser.add_argument("--data-root", help="data set root (overrides data.root)")
+    parser.add_argument("--epochs", type=int, help="number of epochs (overrides epochs)")
+    parser.add_argument("--out", default="runs/train", help="output folder (default runs/train)")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue exactly from --out/checkpoints/last.pt"
+    )
+    parser.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optimizer.lr=0.02"
+    )
+    parser.set_defaults(handler=_handle)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    from reid_core.config import deep_merge
+    from trainer.config import parse_overrides
+
+    overrides = parse_overrides(args.overrides)
+    if args.data_root:
+        overrides = deep_merge(overrides, {"data": {"root": args.data_root}})
+    if args.epochs:
+        overrides = deep_merge(overrides, {"epochs": args.epochs})
+    train(args.config, args.out, overrides, resume=args.resume)
+    return 0

@@ -1,0 +1,245 @@
+"""`trainer eval` and the evaluation the training engine runs: model → features → metrics.
+
+Features are extracted batch by batch (GPU when present, progress bar), then ranked with the
+chunked protocol of `ranking.py` so the Q×G matrix is never held (MSMT17 fits in a few GiB).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from reid_core import ReIDFeatures, global_distance, occlusion_aware_distance
+
+Distance = Literal["global", "occlusion-aware"]
+
+
+def distance_function(kind: Distance, lam: float = 1.0):
+    """The [q, G] distance between two ReIDFeatures that `kind` names (SPEC §2.7)."""
+    if kind == "global":
+        return global_distance
+    if kind == "occlusion-aware":
+        return lambda query, gallery: occlusion_aware_distance(query, gallery, lam=lam)
+    raise ValueError(f"unknown distance {kind!r}; valid: global, occlusion-aware")
+
+
+def flip_average(plain: ReIDFeatures, flipped: ReIDFeatures) -> ReIDFeatures:
+    """Flip test-time augmentation: global and part features and visibility are averaged;
+    keypoints, Jacobians and segmentation stay those of the unflipped image (they are
+    positions, which a flip mirrors)."""
+    return ReIDFeatures(
+        global_features=(plain.global_features + flipped.global_features) / 2,
+        part_features=(plain.part_features + flipped.part_features) / 2,
+        visibility=(plain.visibility + flipped.visibility) / 2,
+        keypoints=plain.keypoints,
+        jacobians=plain.jacobians,
+        segmentation=plain.segmentation,
+    )
+
+
+@torch.no_grad()
+def extract_features(
+    model: nn.Module,
+    records: list,
+    transform: Any,
+    batch_size: int = 64,
+    device: torch.device | str = "cpu",
+    flip: bool = False,
+    num_workers: int = 0,
+    description: str = "Features",
+) -> ReIDFeatures:
+    """ReIDFeatures of every record (trainer.data.ImageRecord), in order, on the CPU."""
+    from rich.progress import Progress
+    from torch.utils.data import DataLoader
+
+    from trainer.data import ImageDataset
+
+    if not records:
+        raise ValueError(f"{description}: no images to embed")
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(
+        ImageDataset(records, transform, on_error="raise"),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+    )
+    chunks: list[ReIDFeatures] = []
+    with Progress(transient=True) as progress:
+        task = progress.add_task(description, total=len(records))
+        for batch in loader:
+            images = batch["image"].to(device, non_blocking=True)
+            features = model(images)
+            if flip:
+                features = flip_average(features, model(torch.flip(images, dims=[3])))
+            chunks.append(features.cpu())
+            progress.update(task, advance=len(images))
+    model.train(was_training)
+    return ReIDFeatures.cat(chunks)
+
+
+@dataclass
+class EvaluationResult:
+    metrics: dict[str, Any]
+    query: ReIDFeatures
+    gallery: ReIDFeatures
+    dataset: Any
+
+
+def evaluate_model(
+    model: nn.Module,
+    dataset: str,
+    root: str | Path,
+    options: dict[str, Any] | None = None,
+    transform: Any = None,
+    distance: Distance = "occlusion-aware",
+    batch_size: int = 64,
+    device: torch.device | str = "cpu",
+    flip: bool = False,
+    rerank: bool = False,
+    lam: float = 1.0,
+) -> EvaluationResult:
+    """CMC / mAP / mINP of `model` on a data set's query and gallery (SPEC §3), with the
+    features (for pictures and further analysis)."""
+    from trainer.data import TransformConfig, build_dataset, build_transforms
+    from trainer.evaluation.ranking import evaluate_features, evaluate_rankings
+    from trainer.evaluation.reranking import rerank_features
+
+    data = build_dataset(dataset, root, **(options or {}))
+    if transform is None:
+        transform = build_transforms(TransformConfig(), data.joint_names)[1]
+    query = extract_features(
+        model, data.query, transform, batch_size, device, flip, description=f"{dataset} query"
+    )
+    gallery = extract_features(
+        model, data.gallery, transform, batch_size, device, flip, description=f"{dataset} gallery"
+    )
+    labels = (
+        [r.pid for r in data.query],
+        [r.pid for r in data.gallery],
+        [r.camid for r in data.query],
+        [r.camid for r in data.gallery],
+    )
+    distance_fn = distance_function(distance, lam)
+    if rerank:
+        metrics = evaluate_rankings(rerank_features(query, gallery, distance_fn), *labels)
+    else:
+        metrics = evaluate_features(query, gallery, distance_fn, *labels)
+    return EvaluationResult(metrics, query, gallery, data)
+
+
+def _ranked_lists_picture(result: EvaluationResult, distance_fn: Any, out_path: Path) -> None:
+    from trainer.evaluation.ranked_lists import draw_ranked_lists, query_distances, select_queries
+    from trainer.evaluation.ranking import ProtocolLabels
+
+    data = result.dataset
+    labels = ProtocolLabels.from_arrays(
+        [r.pid for r in data.query],
+        [r.pid for r in data.gallery],
+        [r.camid for r in data.query],
+        [r.camid for r in data.gallery],
+    )
+    picks = select_queries(labels.q_pids, count=8)
+    rows = query_distances(result.query, result.gallery, distance_fn, picks)
+    draw_ranked_lists(
+        rows,
+        picks,
+        [r.path for r in data.query],
+        [r.path for r in data.gallery],
+        labels,
+        out_path,
+    )
+
+
+def run_eval(args: argparse.Namespace) -> dict[str, Any]:
+    """`trainer eval`: every (data set, root) pair → metrics.json, table.md, ranked_lists.png."""
+    from rich.console import Console
+
+    from reid_core import load
+    from trainer.evaluation.tables import (
+        load_metrics_json,
+        metrics_table,
+        write_metrics_json,
+        write_table,
+    )
+
+    if len(args.dataset) != len(args.root):
+        raise SystemExit(
+            f"trainer eval: give one --root per --dataset ({len(args.dataset)} data sets, "
+            f"{len(args.root)} roots)"
+        )
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = load(args.checkpoint, map_location=device).to(device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    distance_fn = distance_function(args.distance, args.lam)
+    results: dict[str, Any] = {}
+    for index, (name, root) in enumerate(zip(args.dataset, args.root, strict=True)):
+        result = evaluate_model(
+            model,
+            name,
+            root,
+            distance=args.distance,
+            batch_size=args.batch_size,
+            device=device,
+            flip=args.flip,
+            rerank=args.rerank,
+            lam=args.lam,
+        )
+        results[name] = result.metrics
+        if index == 0:
+            _ranked_lists_picture(result, distance_fn, out / "ranked_lists.png")
+    write_metrics_json(results, out / "metrics.json")
+    rows = {args.label or Path(args.checkpoint).stem: metrics_table(results)}
+    for other in args.compare:
+        rows[Path(other).name] = load_metrics_json(Path(other) / "metrics.json")
+    write_table(rows, out / "table.md")
+    console = Console()
+    console.print((out / "table.md").read_text())
+    console.print(f"wrote {out / 'metrics.json'}, {out / 'table.md'}, {out / 'ranked_lists.png'}")
+    return results
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="evaluate a checkpoint on standard data sets (CMC, mAP, mINP)",
+        description=(
+            "Rank-1/3/5/10, mAP and mINP of a checkpoint under the Market/Duke/MSMT protocol "
+            "(and the occluded/partial protocol for the test-only sets). Writes metrics.json, a "
+            "Markdown table laid out like the paper's Table 3 (table.md) and ranked_lists.png."
+        ),
+    )
+    parser.add_argument("--checkpoint", required=True, help="model .safetensors (reid_core.save)")
+    parser.add_argument(
+        "--dataset",
+        action="append",
+        required=True,
+        help="data set name (repeatable): market1501, dukemtmcreid, msmt17, occluded_duke, "
+        "occluded_reid, partial_reid, partial_ilids, synthetic",
+    )
+    parser.add_argument(
+        "--root", action="append", required=True, help="data set folder, one per --dataset"
+    )
+    parser.add_argument("--out", default="runs/eval", help="output folder (default runs/eval)")
+    parser.add_argument(
+        "--distance", choices=["global", "occlusion-aware"], default="occlusion-aware"
+    )
+    parser.add_argument("--lam", type=float, default=1.0, help="λ of the part term (SPEC §2.7)")
+    parser.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking")
+    parser.add_argument("--flip", action="store_true", help="flip test-time augmentation")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--label", help="row name in table.md (default: checkpoint file stem)")
+    parser.add_argument(
+        "--compare",
+        nargs="*",
+        default=[],
+        metavar="DIR",
+        help="earlier `trainer eval --out` folders whose metrics.json become extra table rows",
+    )
+    parser.set_defaults(handler=lambda args: run_eval(args) and 0)
