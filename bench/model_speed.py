@@ -17,17 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-MALLOC_ENV = {
-    "MALLOC_MMAP_THRESHOLD_": "4294967296",
-    "MALLOC_TRIM_THRESHOLD_": "4294967296",
-    "MALLOC_TOP_PAD_": "536870912",
-}
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-
-def ensure_malloc_env() -> None:
-    if any(os.environ.get(key) != value for key, value in MALLOC_ENV.items()):
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_ENV})
+from bench.common import ensure_malloc_env  # noqa: E402
 
 
 def crops_per_second(model, images) -> float:
@@ -54,7 +47,6 @@ def main() -> int:
     from rich.progress import track
     from rich.table import Table
 
-    sys.path.insert(0, str(ROOT))
     from reid_core.model import build_model
 
     if args.threads:

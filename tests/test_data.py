@@ -17,23 +17,7 @@ from trainer.data import (
     build_dataset,
     dataset_options,
 )
-
-JOINT_NAMES = [
-    "head",
-    "neck",
-    "right_shoulder",
-    "right_elbow",
-    "right_wrist",
-    "left_shoulder",
-    "left_elbow",
-    "left_wrist",
-    "right_hip",
-    "right_knee",
-    "right_ankle",
-    "left_hip",
-    "left_knee",
-    "left_ankle",
-]
+from trainer.synth.figure import JOINT_NAMES
 
 
 def write_image(path: Path, seed: int = 0) -> Path:

@@ -22,23 +22,8 @@ from trainer.data import (
     build_transforms,
 )
 from trainer.data.transforms import flip_permutation
+from trainer.synth.figure import JOINT_NAMES
 
-JOINT_NAMES = (
-    "head",
-    "neck",
-    "right_shoulder",
-    "right_elbow",
-    "right_wrist",
-    "left_shoulder",
-    "left_elbow",
-    "left_wrist",
-    "right_hip",
-    "right_knee",
-    "right_ankle",
-    "left_hip",
-    "left_knee",
-    "left_ankle",
-)
 RIGHT_WRIST, LEFT_WRIST = JOINT_NAMES.index("right_wrist"), JOINT_NAMES.index("left_wrist")
 NECK = JOINT_NAMES.index("neck")
 NO_AUGMENT = {"flip_prob": 0.0, "pad": 0, "erasing_prob": 0.0}

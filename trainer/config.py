@@ -12,14 +12,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
-from reid_core.config import deep_merge
+from reid_core.config import StrictModel, deep_merge
 from trainer.data.transforms import TransformConfig
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class DataConfig(StrictModel):

@@ -111,8 +111,11 @@ def evaluate_model(
     from trainer.evaluation.reranking import rerank_features
 
     data = build_dataset(dataset, root, **(options or {}))
-    if transform is None:
-        transform = build_transforms(TransformConfig(), data.joint_names)[1]
+    if transform is None:  # the model's own input size (a checkpoint may not be 256×128)
+        height, width = model.config.input_size
+        transform = build_transforms(TransformConfig(height=height, width=width), data.joint_names)[
+            1
+        ]
     query = extract_features(
         model, data.query, transform, batch_size, device, flip, description=f"{dataset} query"
     )
