@@ -9,6 +9,7 @@ from reid_core.cli import build_parser, run
 
 SUBCOMMAND_MODULES = [
     "stream.demo",
+    "stream.security",
 ]
 
 

@@ -395,8 +395,8 @@ def train(
     cfg = load_train_config(config_path, overrides)
     ctx = setup_distributed()
     out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)  # every rank: nodes may not share a filesystem
     if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.yaml").write_text(
             yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
         )

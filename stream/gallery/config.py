@@ -21,7 +21,9 @@ class GalleryConfig(BaseModel):
 
     path: Path | None = Field(None, description="Edge shard folder (embedded default)")
     url: str | None = Field(None, description="Qdrant server URL, or ':memory:'")
-    api_key: str | None = Field(None, description="Qdrant server API key")
+    api_key: str | None = Field(
+        None, description="Qdrant server API key (default: the QDRANT_API_KEY environment variable)"
+    )
     collection: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")] = "tracklets"
     vector_size: Annotated[int, Field(gt=0, description="d of the model's features")] = 512
     num_parts: Annotated[int, Field(gt=0, description="K of the model's part features")] = 10

@@ -9,6 +9,7 @@ in the gallery keeps its global id while its features are updated.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import TracebackType
@@ -38,7 +39,8 @@ def _backend(config: GalleryConfig) -> Backend:
         return EdgeBackend(config.path / config.collection)
     from stream.gallery.server import ServerBackend
 
-    return ServerBackend(config.url, config.api_key, config.collection)
+    api_key = config.api_key or os.environ.get("QDRANT_API_KEY") or None
+    return ServerBackend(config.url, api_key, config.collection)
 
 
 @contextmanager
