@@ -8,6 +8,10 @@ import sys
 from reid_core.cli import build_parser, run
 
 SUBCOMMAND_MODULES = [
+    "stream.pipeline",
+    "stream.worker_cli",
+    "stream.mtmc",
+    "stream.search",
     "stream.demo",
     "stream.security",
 ]

@@ -10,6 +10,7 @@ The point layout is documented in `stream.gallery.records`, the backend line in
 from stream.gallery.backend import GalleryError
 from stream.gallery.config import GalleryConfig
 from stream.gallery.gallery import Gallery
+from stream.gallery.manifest import GalleryManifest, read_manifest, write_manifest
 from stream.gallery.records import Appearance, GalleryHit, Match, Tracklet, TrackletRecord
 
 __all__ = [
@@ -18,7 +19,10 @@ __all__ = [
     "GalleryConfig",
     "GalleryError",
     "GalleryHit",
+    "GalleryManifest",
     "Match",
     "Tracklet",
     "TrackletRecord",
+    "read_manifest",
+    "write_manifest",
 ]

@@ -1,0 +1,146 @@
+"""The one embedder interface every runtime meets (SPEC §4), and the registry of runtimes.
+
+An embedder turns a list of BGR uint8 crops into `ReIDFeatures`. Both runtimes run the same
+`preprocess_crops` first (`PreprocessingEmbedder.embed`), so they differ only in the forward
+pass: PyTorch on a ``.safetensors`` checkpoint (`torch`), onnxruntime on an exported ``.onnx``
+file (`onnxruntime`, providers TensorRT → CUDA → CPU). Runtimes are found by name in
+`RUNTIMES` and imported only when asked for, so the worker never loads the one it does not use.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Literal, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from reid_core.features import ReIDFeatures
+from reid_core.runtime.preprocess import preprocess_crops
+
+# name → "module:class" of a `PreprocessingEmbedder`, opened by its `from_config`.
+RUNTIMES = {
+    "torch": "reid_core.runtime.torch_runtime:TorchEmbedder",
+    "onnxruntime": "reid_core.runtime.onnx_runtime:OnnxEmbedder",
+}
+
+Device = Literal["auto", "cpu", "cuda"]
+
+# NOTES "CPU speed traps": glibc malloc returns large activation buffers to the OS after every
+# forward pass (a ResNet-50 at batch 32 spent 42 s of 65 s in page faults); these keep them.
+MALLOC_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": "4294967296",
+    "MALLOC_TRIM_THRESHOLD_": "4294967296",
+    "MALLOC_TOP_PAD_": "536870912",
+}
+
+
+def ensure_malloc_env() -> None:
+    """Re-execute this process with `MALLOC_ENV` set when it is not (glibc reads it at start).
+
+    Uses ``sys.orig_argv`` so ``python -m pkg ...``, ``python -c ...`` and console scripts all
+    restart exactly as they were launched; the process id stays the same (``execve``).
+    """
+    if all(os.environ.get(key) == value for key, value in MALLOC_ENV.items()):
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], {**os.environ, **MALLOC_ENV})
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """What a worker needs from a runtime: crops in, features out, and the feature shapes."""
+
+    name: str  # the runtime's registry name
+    device: str  # where it runs, as the library names it ("cpu", "cuda:0", "CPUExecutionProvider")
+
+    @property
+    def dim(self) -> int:
+        """d of the global and part features."""
+
+    @property
+    def num_parts(self) -> int:
+        """K, the number of part features."""
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(height, width) every crop is resized to."""
+
+    def embed(self, crops: Sequence[np.ndarray]) -> ReIDFeatures:
+        """BGR uint8 [h, w, 3] crops → features on the CPU, one row per crop, in order."""
+
+
+class PreprocessingEmbedder(ABC):
+    """The shared half of every runtime: validation and `preprocess_crops`, then `forward`."""
+
+    name: str
+    device: str
+    dim: int
+    num_parts: int
+    input_size: tuple[int, int]
+
+    def embed(self, crops: Sequence[np.ndarray]) -> ReIDFeatures:
+        if len(crops) == 0:
+            raise ValueError(f"{self.name} embedder: embed() needs at least one crop")
+        return self.forward(preprocess_crops(crops, self.input_size))
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, config: EmbedderConfig) -> PreprocessingEmbedder:
+        """Open ``config.model`` with the config's device, threads and runtime options."""
+
+    @abstractmethod
+    def forward(self, images: torch.Tensor) -> ReIDFeatures:
+        """Normalised [B, 3, H, W] float32 CPU images → CPU features."""
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(device={self.device!r}, d={self.dim}, K={self.num_parts}, "
+            f"input={self.input_size[0]}x{self.input_size[1]})"
+        )
+
+
+def runtime_class(name: str) -> type[PreprocessingEmbedder]:
+    """The embedder class registered as ``name``; an unknown name lists the valid ones."""
+    if name not in RUNTIMES:
+        raise ValueError(f"unknown runtime {name!r}; valid runtimes: {', '.join(sorted(RUNTIMES))}")
+    module_name, class_name = RUNTIMES[name].split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+class EmbedderConfig(BaseModel):
+    """Which runtime serves which model file, where, with how many intra-op threads.
+
+    device: ``auto`` takes the fastest the machine has (CUDA for torch; TensorRT → CUDA → CPU
+    for onnxruntime), ``cpu`` forces the CPU, ``cuda`` insists on a GPU (an error otherwise).
+    threads: intra-op threads (torch.set_num_threads / onnxruntime intra_op_num_threads);
+    None keeps the library default (one per core).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    runtime: str = "onnxruntime"
+    model: Path = Field(..., description=".safetensors checkpoint (torch) or .onnx (onnxruntime)")
+    device: Device = "auto"
+    threads: Annotated[int, Field(ge=1)] | None = None
+    graph_optimization: Literal["disable", "basic", "extended", "all"] = Field(
+        "all", description="onnxruntime graph optimisation level (ignored by torch)"
+    )
+
+    @field_validator("runtime")
+    @classmethod
+    def _known_runtime(cls, name: str) -> str:
+        if name not in RUNTIMES:
+            raise ValueError(f"unknown runtime {name!r}; valid: {', '.join(sorted(RUNTIMES))}")
+        return name
+
+    def open(self) -> PreprocessingEmbedder:
+        """Load the model into its runtime (a missing or foreign file is a clear error)."""
+        return runtime_class(self.runtime).from_config(self)

@@ -1,0 +1,147 @@
+"""The onnxruntime runtime, and the ONNX file contract that `reid_core.runtime.export` writes.
+
+Contract: one input ``images`` [batch, 3, H, W] float32 (normalised as `preprocess_crops`
+makes it) and the six `ReIDFeatures` fields as outputs under their own names, batch axis
+dynamic; metadata ``format`` / ``format_version`` / ``model_config`` (the model's config JSON)
+/ ``precision``, so a runtime knows the model without its checkpoint.
+
+Providers (SPEC §4): TensorRT → CUDA → CPU, keeping those `get_available_providers()` lists.
+A listed provider can still fail to load (onnxruntime-gpu on a machine without CUDA lists
+CUDA, logs that libcublasLt is missing and carries on without it, NOTES "onnxruntime"), so the
+provider in use is read back from the session, never assumed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import fields
+from pathlib import Path
+
+import onnxruntime as ort
+import torch
+
+from reid_core.config import ModelConfig
+from reid_core.features import ReIDFeatures
+from reid_core.runtime.embedder import Device, EmbedderConfig, PreprocessingEmbedder
+
+log = logging.getLogger(__name__)
+
+INPUT_NAME = "images"
+OUTPUT_NAMES = tuple(f.name for f in fields(ReIDFeatures))
+FORMAT_NAME = "occlureid.reid_core.onnx"
+FORMAT_VERSION = "1"
+
+TENSORRT, CUDA, CPU = (
+    "TensorrtExecutionProvider",
+    "CUDAExecutionProvider",
+    "CPUExecutionProvider",
+)
+PROVIDER_PREFERENCE = {"auto": (TENSORRT, CUDA, CPU), "cuda": (TENSORRT, CUDA), "cpu": (CPU,)}
+GRAPH_OPTIMIZATION = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+def requested_providers(device: Device, available: list[str] | None = None) -> list[str]:
+    """The providers to ask a session for, best first: the device's preference order kept to
+    those onnxruntime lists (``available`` defaults to `ort.get_available_providers()`)."""
+    available = ort.get_available_providers() if available is None else available
+    chosen = [p for p in PROVIDER_PREFERENCE[device] if p in available]
+    if not chosen:
+        raise RuntimeError(
+            f"device {device!r} needs one of {', '.join(PROVIDER_PREFERENCE[device])}; this "
+            f"onnxruntime offers {', '.join(available)}"
+        )
+    return chosen
+
+
+def read_metadata(path: Path, session: ort.InferenceSession) -> dict[str, str]:
+    """The file's OccluReID metadata; a foreign ONNX file is an error that names it."""
+    metadata = session.get_modelmeta().custom_metadata_map
+    if metadata.get("format") != FORMAT_NAME:
+        raise ValueError(
+            f"{path} is not an OccluReID ONNX export (metadata format {metadata.get('format')!r}, "
+            f"expected {FORMAT_NAME!r}): export it with `trainer export`"
+        )
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path} has ONNX format version {metadata.get('format_version')!r}; this reid_core "
+            f"reads version {FORMAT_VERSION}"
+        )
+    return metadata
+
+
+class OnnxEmbedder(PreprocessingEmbedder):
+    """Embeds crops with an exported model in an onnxruntime session."""
+
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        path: str | Path,
+        device: Device = "auto",
+        threads: int | None = None,
+        graph_optimization: str = "all",
+    ) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"ONNX model {self.path} does not exist")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = GRAPH_OPTIMIZATION[graph_optimization]
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        requested = requested_providers(device)
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=requested)
+        except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph/... types
+            raise ValueError(f"onnxruntime cannot load {self.path}: {error}") from None
+        metadata = read_metadata(self.path, self.session)
+        self.model_config = ModelConfig.from_json(metadata["model_config"])
+        self.precision = metadata.get("precision", "fp32")
+        self.provider = self.session.get_providers()[0]
+        if device == "cuda" and self.provider == CPU:
+            raise RuntimeError(
+                f"device 'cuda': none of {', '.join(requested)} loaded for {self.path} "
+                "(onnxruntime's log above says why)"
+            )
+        self.device = self.provider
+        self._check_signature()
+        skipped = [p for p in requested if p not in self.session.get_providers()]
+        log.info(
+            "onnxruntime: %s (%s) on %s%s, %s threads",
+            self.path,
+            self.precision,
+            self.provider,
+            f" ({', '.join(skipped)} listed but did not load)" if skipped else "",
+            threads or "default",
+        )
+
+    @classmethod
+    def from_config(cls, config: EmbedderConfig) -> OnnxEmbedder:
+        return cls(config.model, config.device, config.threads, config.graph_optimization)
+
+    def _check_signature(self) -> None:
+        """Read the shapes from the graph: [batch, 3, H, W] in, [batch, K, d] part features."""
+        inputs = {i.name: i.shape for i in self.session.get_inputs()}
+        outputs = {o.name: o.shape for o in self.session.get_outputs()}
+        missing = [n for n in OUTPUT_NAMES if n not in outputs]
+        if INPUT_NAME not in inputs or missing:
+            raise ValueError(
+                f"{self.path}: expected input {INPUT_NAME!r} and outputs {', '.join(OUTPUT_NAMES)}; "
+                f"it has inputs {sorted(inputs)} and outputs {sorted(outputs)}"
+            )
+        _, _, height, width = inputs[INPUT_NAME]
+        _, self.num_parts, self.dim = outputs["part_features"]
+        self.input_size = (height, width)
+
+    def forward(self, images: torch.Tensor) -> ReIDFeatures:
+        outputs = self.session.run(OUTPUT_NAMES, {INPUT_NAME: images.numpy()})
+        return ReIDFeatures(
+            **{
+                name: torch.from_numpy(value)
+                for name, value in zip(OUTPUT_NAMES, outputs, strict=True)
+            }
+        )

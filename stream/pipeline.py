@@ -1,0 +1,447 @@
+"""`stream run --cameras cams.yaml --out DIR`: the live multi-camera pipeline (SPEC §1, §5).
+
+One process per camera (`stream.camera.run_camera`: source → detector → tracker → crops over
+ZeroMQ), the feature worker(s) (`stream worker` subprocesses with the embedded defaults, or the
+external endpoints that cams.yaml names) and the identity gallery they share. This process
+supervises them: it shows a live table (per camera FPS, tracks, queue depth, drops; per worker
+batch and latency), writes what the stages and workers report, restarts a worker that died
+(the stages keep running meanwhile, dropping and counting crops), and stops everything cleanly
+on Ctrl-C with what was written kept.
+
+Outputs under DIR: events.jsonl (camera, frame, time, track id, global id, box, score),
+assignments.jsonl (every global-id assignment the workers published), camK.mp4 annotated
+videos and thumbnails/ (by the stages), gallery/ (embedded Qdrant Edge shard and its manifest),
+workers/ (generated worker configs and logs), summary.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from queue import Empty
+from typing import Any
+
+import yaml
+
+from stream.config import CamsConfig, load_cams_config
+
+WORKER_STOP_TIMEOUT_S = 60.0
+WORKER_READY_TIMEOUT_S = 180.0
+WORKER_RESTART_LIMIT = 5
+TICK_S = 0.2
+
+
+@dataclass
+class WorkerProcess:
+    """One `stream worker` subprocess this run started (and restarts if it dies)."""
+
+    index: int
+    config_path: Path
+    log_path: Path
+    crop_endpoint: str
+    assignment_endpoint: str
+    process: subprocess.Popen | None = None
+    restarts: int = 0
+
+    def start(self) -> None:
+        from reid_core.runtime.embedder import MALLOC_ENV
+
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "stream", "worker", "--config", str(self.config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **MALLOC_ENV, "PYTHONUNBUFFERED": "1"},
+        )
+        log.close()
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Until the worker has bound its crop socket (its ipc file exists), so the cameras do
+        not start dropping crops while it loads the model; a worker that dies is an error."""
+        socket_file = Path(self.crop_endpoint.removeprefix("ipc://"))
+        deadline = time.monotonic() + timeout_s
+        while not socket_file.exists():
+            if not self.alive:
+                tail = self.log_path.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"worker {self.index} exited while starting:\n{tail}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"worker {self.index} not ready after {timeout_s:.0f} s")
+            time.sleep(0.1)
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout_s: float) -> int | None:
+        """SIGTERM (the worker drains, flushes the gallery and exits 0), then SIGKILL."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+@dataclass
+class RunState:
+    """What the supervisor knows, for the live table and summary.json."""
+
+    cameras: dict[str, dict[str, Any]] = field(default_factory=dict)
+    workers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    events: int = 0
+    assignments: int = 0
+    global_ids: set[int] = field(default_factory=set)
+    track_ends: list[dict[str, Any]] = field(default_factory=list)
+    worker_restarts: int = 0
+
+
+def _endpoints(count: int, run_id: str) -> list[tuple[str, str]]:
+    """(crops, assignments) ipc endpoints per embedded worker, short enough for ipc paths."""
+    base = Path(tempfile.gettempdir()) / f"occlureid-{run_id}"
+    return [(f"ipc://{base}-w{i}-crops", f"ipc://{base}-w{i}-assign") for i in range(count)]
+
+
+def worker_configs(config: CamsConfig, out: Path, run_id: str) -> list[WorkerProcess]:
+    """Write one `stream worker` config per embedded worker from cams.yaml's `worker` and
+    `gallery` sections (the gallery defaults to an Edge shard in DIR/gallery)."""
+    from stream.worker_config import WorkerConfig
+
+    count = config.workers.num_workers
+    # matching settings may sit in worker.gallery; where the gallery lives comes from cams.yaml's
+    # gallery section, else the worker's own, else an embedded shard in the run folder
+    gallery = {**config.worker.get("gallery", {}), **(config.gallery or {})}
+    if gallery.get("path") is None and gallery.get("url") is None:
+        gallery["path"] = str(out / "gallery")
+    if count > 1 and gallery.get("url") is None:
+        raise ValueError(
+            f"{count} embedded workers need a Qdrant server gallery (gallery.url in cams.yaml): "
+            "an embedded Edge gallery opens in one process only"
+        )
+    folder = out / "workers"
+    folder.mkdir(parents=True, exist_ok=True)
+    workers = []
+    for index, (crops, assignments) in enumerate(_endpoints(count, run_id)):
+        settings = {
+            **config.worker,
+            "name": f"worker-{index}",
+            "worker_index": index,
+            "num_workers": count,
+            "sockets": {
+                **config.worker.get("sockets", {}),
+                "crops": {"endpoint": crops, "bind": True},
+                "assignments": {"endpoint": assignments, "bind": True},
+            },
+            "gallery": gallery,
+            "tracklets": {
+                "thumbnails": str(out / "thumbnails" / "best"),
+                **config.worker.get("tracklets", {}),
+            },
+        }
+        WorkerConfig.model_validate(settings)  # a bad `worker:` section fails here, named
+        path = folder / f"worker-{index}.yaml"
+        path.write_text(yaml.safe_dump(settings, sort_keys=False))
+        workers.append(
+            WorkerProcess(index, path, folder / f"worker-{index}.log", crops, assignments)
+        )
+    return workers
+
+
+def _write_manifest(config: CamsConfig, worker_config_path: Path) -> None:
+    """Record which model built the embedded gallery, for `stream search`."""
+    from stream.gallery import write_manifest
+    from stream.worker_config import load_worker_config
+
+    worker = load_worker_config(worker_config_path)
+    if worker.gallery.path is not None:
+        write_manifest(worker.gallery.path, worker.gallery, worker.embedder)
+
+
+class Supervisor:
+    """Runs the camera processes and workers of one `stream run` and records their reports."""
+
+    def __init__(self, config: CamsConfig, out: Path, max_frames: int | None = None) -> None:
+        self.config = config
+        self.out = out
+        self.max_frames = max_frames
+        self.state = RunState()
+        self.context = multiprocessing.get_context("spawn")
+        self.queue = self.context.Queue()
+        self.stop_event = self.context.Event()
+        run_id = f"{os.getpid()}-{int(time.time() * 1000) % 100000}"
+        self.external = bool(config.workers.crop_endpoints)
+        self.workers = [] if self.external else worker_configs(config, out, run_id)
+        if self.workers:
+            _write_manifest(config, self.workers[0].config_path)
+        self.crop_endpoints = (
+            list(config.workers.crop_endpoints)
+            if self.external
+            else [w.crop_endpoint for w in self.workers]
+        )
+        self.assignment_endpoints = (
+            list(config.workers.assignment_endpoints)
+            if self.external
+            else [w.assignment_endpoint for w in self.workers]
+        )
+        self.cameras: dict[str, multiprocessing.Process] = {}
+        self.files = {name: (out / f"{name}.jsonl").open("a") for name in ("events", "assignments")}
+
+    def start(self) -> None:
+        from stream.camera import run_camera
+
+        for worker in self.workers:
+            worker.start()
+        for worker in self.workers:
+            worker.wait_ready(WORKER_READY_TIMEOUT_S)
+        for camera in self.config.cameras:
+            process = self.context.Process(
+                target=run_camera,
+                name=f"camera-{camera.id}",
+                args=(camera, self.config, self.out),
+                kwargs={
+                    "crop_endpoints": self.crop_endpoints,
+                    "assignment_endpoints": self.assignment_endpoints,
+                    "stop_event": self.stop_event,
+                    "emit": self.queue.put,
+                    "max_frames": self.max_frames,
+                },
+            )
+            process.start()
+            self.cameras[camera.id] = process
+
+    # -- reports in ------------------------------------------------------------------------
+    def _record(self, kind: str, payload: Any) -> None:
+        if kind == "events":
+            for event in payload:
+                self.files["events"].write(json.dumps(event) + "\n")
+                if event.get("global_id") is not None:
+                    self.state.global_ids.add(int(event["global_id"]))
+            self.state.events += len(payload)
+        elif kind == "stats":
+            self.state.cameras[payload.get("camera", "?")] = payload
+        elif kind == "track_end":
+            self.state.track_ends.append(payload)
+
+    def _record_worker_message(self, frames: list[bytes]) -> None:
+        from stream.wire import AssignmentMessage, StatsMessage, WireError, decode
+
+        try:
+            message = decode(frames)
+        except WireError:
+            return
+        if isinstance(message, AssignmentMessage):
+            record = {
+                "camera": message.camera,
+                "track_id": message.track,
+                "global_id": message.global_id,
+                "score": message.score,
+                "is_new": message.is_new,
+                "time": message.t,
+            }
+            self.files["assignments"].write(json.dumps(record) + "\n")
+            self.state.assignments += 1
+            self.state.global_ids.add(message.global_id)
+        elif isinstance(message, StatsMessage):
+            self.state.workers[message.worker] = {
+                **message.counters,
+                **message.gauges,
+            }
+
+    def drain_reports(self, subscriber: Any, timeout_s: float) -> None:
+        import zmq
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                kind, payload = self.queue.get(timeout=0.01)
+                self._record(kind, payload)
+            except Empty:
+                pass
+            while subscriber.poll(0):
+                self._record_worker_message(subscriber.recv_multipart(zmq.NOBLOCK))
+            if time.monotonic() >= deadline:
+                break
+        for handle in self.files.values():
+            handle.flush()
+
+    def supervise_workers(self) -> None:
+        """Restart a worker that died; the stages drop and count crops meanwhile."""
+        for worker in self.workers:
+            if not worker.alive and worker.restarts < WORKER_RESTART_LIMIT:
+                worker.restarts += 1
+                self.state.worker_restarts += 1
+                worker.start()
+
+    @property
+    def cameras_running(self) -> bool:
+        return any(process.is_alive() for process in self.cameras.values())
+
+    def stop_cameras(self) -> None:
+        self.stop_event.set()
+        for process in self.cameras.values():
+            process.join(30)
+            if process.is_alive():
+                process.terminate()
+                process.join()
+
+    def stop_workers(self) -> dict[str, int | None]:
+        return {f"worker-{w.index}": w.stop(WORKER_STOP_TIMEOUT_S) for w in self.workers}
+
+    def close(self) -> None:
+        for handle in self.files.values():
+            handle.close()
+
+
+def live_table(state: RunState, started: float):
+    from rich.table import Table
+
+    table = Table(title=f"stream run — {time.monotonic() - started:.0f} s")
+    for column in ("camera", "fps", "tracks", "queue", "sent", "dropped", "error"):
+        table.add_column(column)
+    for camera, stats in sorted(state.cameras.items()):
+        table.add_row(
+            camera,
+            f"{stats.get('fps', 0):.1f}",
+            str(stats.get("tracks_active", 0)),
+            str(stats.get("queue_depth", 0)),
+            str(stats.get("sent", 0)),
+            str(stats.get("dropped", 0)),
+            str(stats.get("error") or ""),
+        )
+    for name, stats in sorted(state.workers.items()):
+        batches = max(stats.get("batches", 0), 1)
+        table.add_row(
+            name,
+            f"{stats.get('crops_per_s', 0):.1f} crops/s",
+            str(stats.get("open_tracklets", 0)),
+            f"batch {stats.get('embedded', 0) / batches:.1f}",
+            str(stats.get("embedded", 0)),
+            str(stats.get("dropped_malformed", 0)),
+            f"latency p95 {stats.get('latency_p95_ms', 0.0):.0f} ms",
+        )
+    table.caption = (
+        f"events {state.events} · assignments {state.assignments} · "
+        f"global ids {len(state.global_ids)} · worker restarts {state.worker_restarts}"
+    )
+    return table
+
+
+def run_pipeline(
+    cameras_yaml: str | Path,
+    out: str | Path,
+    max_frames: int | None = None,
+    live: bool = True,
+    after_start: Callable[[Supervisor], None] | None = None,
+) -> dict[str, Any]:
+    """Run every camera of cams.yaml to its end (or Ctrl-C); returns summary.json's content.
+
+    ``after_start(supervisor)`` runs once everything is started (fault-injection tests use it
+    to kill a worker)."""
+    import zmq
+    from rich.console import Console
+    from rich.live import Live
+
+    from stream.wire import AssignmentMessage, StatsMessage
+
+    config = load_cams_config(cameras_yaml)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    supervisor = Supervisor(config, out, max_frames)
+    context = zmq.Context()
+    subscriber = context.socket(zmq.SUB)
+    for prefix in (AssignmentMessage.subscription(), StatsMessage.subscription()):
+        subscriber.setsockopt(zmq.SUBSCRIBE, prefix)
+    for endpoint in supervisor.assignment_endpoints:
+        subscriber.connect(endpoint)
+    started = time.monotonic()
+    interrupted = False
+    worker_exit: dict[str, int | None] = {}
+    console = Console()
+    try:
+        supervisor.start()
+        if after_start is not None:
+            after_start(supervisor)
+        screen = Live(live_table(supervisor.state, started), console=console) if live else None
+        with screen or nullcontext():
+            try:
+                while supervisor.cameras_running:
+                    supervisor.drain_reports(subscriber, TICK_S)
+                    supervisor.supervise_workers()
+                    if screen is not None:
+                        screen.update(live_table(supervisor.state, started))
+            except KeyboardInterrupt:
+                interrupted = True
+            supervisor.stop_cameras()
+            supervisor.supervise_workers()  # a worker back up serves the crops still queued
+            supervisor.drain_reports(subscriber, 0.5)
+            worker_exit = supervisor.stop_workers()  # they drain: the last assignments come now
+            supervisor.drain_reports(subscriber, 1.0)
+    finally:
+        if not worker_exit:
+            supervisor.stop_cameras()
+            supervisor.stop_workers()
+        subscriber.close(linger=0)
+        context.term()
+        supervisor.close()
+    state = supervisor.state
+    console.print(live_table(state, started))
+    summary = {
+        "cameras_yaml": str(Path(cameras_yaml).resolve()),
+        "seconds": round(time.monotonic() - started, 2),
+        "interrupted": interrupted,
+        "cameras": state.cameras,
+        "workers": state.workers,
+        "worker_exit_codes": worker_exit,
+        "worker_restarts": state.worker_restarts,
+        "events": state.events,
+        "assignments": state.assignments,
+        "global_ids": len(state.global_ids),
+        "tracklets": len(state.track_ends),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run the multi-camera pipeline of a cams.yaml",
+        description="Start one stage per camera (detector, tracker, crop selection), the feature "
+        "worker(s) and the identity gallery; show live per-camera FPS, queue depth and latency; "
+        "write events.jsonl, assignments.jsonl, annotated videos, thumbnails and summary.json. "
+        "Ctrl-C stops cleanly and keeps what was written.",
+    )
+    parser.add_argument("--cameras", required=True, type=Path, help="cams.yaml")
+    parser.add_argument("--out", type=Path, default=Path("runs/stream"), help="output folder")
+    parser.add_argument("--max-frames", type=int, help="stop each camera after N frames")
+    parser.add_argument("--no-live", action="store_true", help="no live table (logs, CI)")
+    parser.set_defaults(handler=_handle)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    from stream.config import CamsConfigError
+
+    try:
+        summary = run_pipeline(args.cameras, args.out, args.max_frames, live=not args.no_live)
+    except (CamsConfigError, FileNotFoundError, ValueError, RuntimeError) as error:
+        print(f"stream run: error: {error}", file=sys.stderr)
+        return 2
+    print(
+        f"wrote {args.out}/events.jsonl ({summary['events']} events, {summary['global_ids']} "
+        f"global ids) and {args.out}/summary.json"
+    )
+    return 0

@@ -1,0 +1,551 @@
+"""`stream worker`: the feature worker (SPEC §4) — crops in over ZeroMQ, global ids out.
+
+Flow: PULL (crop / track_end messages, `stream.wire`) → dynamic batch (``max_batch`` crops or
+``max_wait_ms`` for the oldest) → embedder (`reid_core.runtime`, torch | onnxruntime) → one
+running appearance per tracklet (camera, track) → when a tracklet is due, `Gallery.match_batch`
+for all due tracklets at once → an ``assignment`` per tracklet on PUB, plus periodic ``stats``.
+
+When a tracklet is matched: first when it has ``min_crops`` embedded crops, then every
+``rematch_every`` new crops (the gallery keeps its global id and refreshes its features), and
+at its end (a track_end message, ``idle_timeout_s`` without crops, or the worker's shutdown) if
+crops came since the last match. A tracklet that ends before ``min_crops`` is matched with what
+it has, so every tracklet with a valid crop gets an identity.
+
+Pooling a tracklet's crops (`RunningAppearance`): each crop gets a weight
+w = max(score, 0.05) · max(mean part visibility, 0.05) — confident detections of unoccluded
+people count most — scaled by (outlier_distance / δ)² when its global feature is δ > outlier
+distance (cosine) from the running mean of the crops before it (from the third crop on), so a
+few crops of the wrong person (a tracker swap) or of an occluder barely move the mean. The
+global vector is the w-weighted mean of unit global features; part k is the w·v_k-weighted mean
+of its unit part features (a crop where part k is hidden adds nothing to it); the tracklet's
+visibility v_k is the w-weighted mean of the crops' v_k (SPEC §2.7 then counts a part by how
+reliably the tracklet saw it).
+
+Counters: received (messages), embedded (crops), dropped_malformed, batches, tracklets
+(started), track_ends, assignments. Gauges: latency p50/p95 (ms from the receipt of the message
+that made a tracklet due — its last crop or its end — to the assignment being published: queue
++ batch wait + embed + match), embed p50/p95 (ms per batch), crops_per_s, open_tracklets,
+queued_crops. Logged and published as a ``stats`` message every ``stats_interval_s`` (windows
+of the last 1,024 samples, so memory stays flat).
+
+SIGTERM / SIGINT: stop polling, take what ZeroMQ already queued, embed every waiting crop,
+match every open tracklet with unmatched crops, publish, close the gallery (flushed), exit 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import cv2
+import numpy as np
+import zmq
+
+from reid_core.runtime.embedder import Embedder
+from stream.gallery import Appearance, Gallery, GalleryConfig, Tracklet
+from stream.wire import (
+    AssignmentMessage,
+    CropMessage,
+    StatsMessage,
+    TrackEndMessage,
+    WireError,
+    WireMessage,
+    decode,
+)
+from stream.worker_config import TrackletConfig, WorkerConfig
+
+log = logging.getLogger(__name__)
+
+MIN_WEIGHT_FACTOR = 0.05  # a crop with score 0 or no visible part still counts a little
+OUTLIER_MIN_CROPS = 2  # the running mean needs this many crops before it judges outliers
+SAMPLE_WINDOW = 1024  # latency samples kept for the percentiles
+POLL_CAP_S = 0.1  # longest poll, so stop() is noticed within this
+IDLE_CHECK_S = 1.0
+COUNTER_NAMES = (
+    "received",
+    "embedded",
+    "dropped_malformed",
+    "batches",
+    "tracklets",
+    "track_ends",
+    "assignments",
+)
+
+TrackletKey = tuple[str, int]
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+
+
+class RunningAppearance:
+    """One tracklet's crops pooled into an `Appearance` (weights: the module docstring)."""
+
+    def __init__(self, dim: int, num_parts: int, outlier_distance: float) -> None:
+        self.outlier_distance = outlier_distance
+        self.count = 0
+        self.weight = 0.0
+        self.global_sum = np.zeros(dim)
+        self.part_sum = np.zeros((num_parts, dim))
+        self.part_weight = np.zeros(num_parts)  # Σ w·v_k: part k's pool weight
+
+    def add(
+        self,
+        global_feature: np.ndarray,
+        part_features: np.ndarray,
+        visibility: np.ndarray,
+        score: float,
+    ) -> float:
+        """Pool one crop's features ([d], [K, d], [K]); returns the weight it got."""
+        direction = _unit(global_feature.astype(np.float64))
+        quality = float(visibility.mean()) if visibility.size else 1.0
+        weight = max(score, MIN_WEIGHT_FACTOR) * max(quality, MIN_WEIGHT_FACTOR)
+        if self.count >= OUTLIER_MIN_CROPS:
+            distance = 1.0 - float(direction @ _unit(self.global_sum))
+            if distance > self.outlier_distance:
+                weight *= (self.outlier_distance / distance) ** 2
+        part_weights = weight * visibility.astype(np.float64)
+        self.global_sum += weight * direction
+        self.part_sum += part_weights[:, None] * _unit(part_features.astype(np.float64))
+        self.part_weight += part_weights
+        self.weight += weight
+        self.count += 1
+        return weight
+
+    def appearance(self) -> Appearance:
+        if self.count == 0:
+            raise ValueError("a tracklet with no embedded crop has no appearance")
+        parts = np.divide(
+            self.part_sum,
+            self.part_weight[:, None],
+            out=np.zeros_like(self.part_sum),
+            where=self.part_weight[:, None] > 0,
+        )
+        return Appearance(
+            global_vector=self.global_sum / self.weight,
+            part_vectors=parts,
+            visibility=np.clip(self.part_weight / self.weight, 0.0, 1.0),
+        )
+
+
+@dataclass
+class TrackletState:
+    """A tracklet the worker is pooling: its crops so far and where it stands."""
+
+    camera: str
+    track: int
+    pool: RunningAppearance
+    last_seen: float  # worker clock (time.monotonic) of the last crop received
+    t_first: float = float("inf")  # stream time of the first / last embedded crop
+    t_last: float = float("-inf")
+    queued: int = 0  # received, not embedded yet
+    since_match: int = 0  # embedded since the last match
+    global_id: int | None = None
+    ended: bool = False
+    trigger_at: float = 0.0  # receipt (worker clock) of the message that made it due
+    best_weight: float = -1.0
+    best_crop: np.ndarray | None = field(default=None, repr=False)
+
+    def due(self, rules: TrackletConfig) -> bool:
+        """Matched now: first at min_crops, then every rematch_every new crops (its end is
+        handled by `Worker._finish`)."""
+        if self.since_match == 0:
+            return False
+        if self.global_id is None:
+            return self.pool.count >= rules.min_crops
+        return 0 < rules.rematch_every <= self.since_match
+
+
+@dataclass
+class PendingCrop:
+    message: CropMessage
+    received_at: float
+
+
+class PartitionedIdGallery(Gallery):
+    """A `Gallery` whose new global ids are ≡ ``id_index`` (mod ``id_count``), so workers that
+    share one gallery server never give the same new id to different people.
+
+    `Gallery` keeps its next id in ``_next_global_id`` (set when opened, advanced by a new
+    identity and by `add`); this property takes that attribute over and rounds every value
+    assigned to it up into the worker's residue class. With one worker it changes nothing.
+    """
+
+    id_index = 0
+    id_count = 1
+
+    @property
+    def _next_global_id(self) -> int:
+        return self._partitioned_next_id
+
+    @_next_global_id.setter
+    def _next_global_id(self, value: int) -> None:
+        self._partitioned_next_id = value + (self.id_index - value) % self.id_count
+
+    def partition_ids(self, index: int, count: int) -> None:
+        """From now on hand out new ids ≡ index (mod count)."""
+        if not 0 <= index < count:
+            raise ValueError(f"id partition index {index} must lie in [0, {count})")
+        self.id_index, self.id_count = index, count
+        self._next_global_id = self._partitioned_next_id
+
+
+def fit_gallery_config(config: GalleryConfig, embedder: Embedder) -> GalleryConfig:
+    """The gallery config with vector_size / num_parts taken from the model; a value the file
+    states that the model contradicts is an error naming the field."""
+    model = {"vector_size": embedder.dim, "num_parts": embedder.num_parts}
+    for name, value in model.items():
+        if name in config.model_fields_set and getattr(config, name) != value:
+            raise ValueError(
+                f"gallery.{name} is {getattr(config, name)} but the model makes {value} "
+                f"(leave gallery.{name} out to take it from the model)"
+            )
+    return config.model_copy(update=model)
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)
+
+
+class Worker:
+    """The feature worker. `run` serves the configured sockets until `stop` (or SIGTERM /
+    SIGINT in the main thread); `handle` + `step` + `drain` drive it without sockets.
+
+    ``publish`` receives every outgoing message (assignments and stats); `run` sends them on
+    the PUB socket when none was given. The worker closes ``gallery`` in `close`.
+    """
+
+    def __init__(
+        self,
+        config: WorkerConfig,
+        embedder: Embedder,
+        gallery: Gallery,
+        publish: Callable[[WireMessage], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.embedder = embedder
+        self.gallery = gallery
+        self.publish = publish
+        self.clock = clock
+        self.counters = dict.fromkeys(COUNTER_NAMES, 0)
+        self.pending: deque[PendingCrop] = deque()
+        self.tracklets: dict[TrackletKey, TrackletState] = {}
+        self.latency_ms: deque[float] = deque(maxlen=SAMPLE_WINDOW)
+        self.embed_ms: deque[float] = deque(maxlen=SAMPLE_WINDOW)
+        self._stop = threading.Event()
+        now = clock()
+        self._next_stats = now + config.stats_interval_s
+        self._next_idle_check = now + IDLE_CHECK_S
+        self._rate_mark = (now, 0)  # (time, embedded) at the last stats, for crops_per_s
+
+    @classmethod
+    def from_config(
+        cls,
+        config: WorkerConfig,
+        publish: Callable[[WireMessage], None] | None = None,
+        embedder: Embedder | None = None,
+    ) -> Worker:
+        """Open the configured gallery (sized to the model, ids partitioned among the workers)
+        and embedder, unless an open ``embedder`` is given."""
+        embedder = embedder or config.embedder.open()
+        gallery = PartitionedIdGallery.open(fit_gallery_config(config.gallery, embedder))
+        gallery.partition_ids(config.worker_index, config.num_workers)
+        return cls(config, embedder, gallery, publish)
+
+    # ---- messages in ----------------------------------------------------------------------
+
+    def handle(self, frames: Sequence[bytes]) -> None:
+        """Take one multipart message; a malformed one is counted, logged and dropped."""
+        now = self.clock()
+        self.counters["received"] += 1
+        try:
+            message = decode(frames)
+            if not isinstance(message, CropMessage | TrackEndMessage):
+                raise WireError(f"a {message.TYPE!r} message does not belong on the crop socket")
+        except WireError as error:
+            self.counters["dropped_malformed"] += 1
+            log.warning("%s: dropped a malformed message: %s", self.config.name, error.reason)
+            return
+        key = (message.camera, message.track)
+        if isinstance(message, TrackEndMessage):
+            self._end(key, now)
+            return
+        state = self.tracklets.get(key)
+        if state is None:
+            pool = RunningAppearance(
+                self.embedder.dim, self.embedder.num_parts, self.config.tracklets.outlier_distance
+            )
+            state = self.tracklets[key] = TrackletState(*key, pool=pool, last_seen=now)
+            self.counters["tracklets"] += 1
+        state.queued += 1
+        state.last_seen = now
+        self.pending.append(PendingCrop(message, now))
+
+    def _end(self, key: TrackletKey, now: float) -> None:
+        self.counters["track_ends"] += 1
+        state = self.tracklets.get(key)
+        if state is None:  # no valid crop ever came, or it was already finished
+            return
+        state.ended = True
+        state.trigger_at = now
+        if state.queued == 0:
+            self._finish([state])
+
+    # ---- batching, pooling, matching ------------------------------------------------------
+
+    def step(self) -> None:
+        """Embed the batches that are due, finish idle tracklets, publish stats when due."""
+        now = self.clock()
+        max_batch = self.config.batching.max_batch
+        waited_s = now - self.pending[0].received_at if self.pending else 0.0
+        if waited_s * 1000 >= self.config.batching.max_wait_ms:
+            while self.pending:
+                self._embed_batch(max_batch)
+        while len(self.pending) >= max_batch:
+            self._embed_batch(max_batch)
+        if now >= self._next_idle_check:
+            self._next_idle_check = now + IDLE_CHECK_S
+            timeout = self.config.tracklets.idle_timeout_s
+            idle = [
+                s for s in self.tracklets.values() if not s.queued and now - s.last_seen > timeout
+            ]
+            self._finish(idle)
+        if now >= self._next_stats:
+            self._next_stats = now + self.config.stats_interval_s
+            self.publish_stats()
+
+    def _embed_batch(self, max_batch: int) -> None:
+        batch = [self.pending.popleft() for _ in range(min(max_batch, len(self.pending)))]
+        started = time.perf_counter()
+        features = self.embedder.embed([crop.message.image for crop in batch])
+        self.embed_ms.append((time.perf_counter() - started) * 1000)
+        self.counters["batches"] += 1
+        self.counters["embedded"] += len(batch)
+        global_features = features.global_features.numpy()
+        part_features = features.part_features.numpy()
+        visibility = features.visibility.numpy()
+        touched: dict[TrackletKey, TrackletState] = {}
+        for row, crop in enumerate(batch):
+            message = crop.message
+            state = self.tracklets[(message.camera, message.track)]
+            weight = state.pool.add(
+                global_features[row], part_features[row], visibility[row], message.score
+            )
+            state.queued -= 1
+            state.since_match += 1
+            state.t_first = min(state.t_first, message.t)
+            state.t_last = max(state.t_last, message.t)
+            state.trigger_at = max(state.trigger_at, crop.received_at)
+            if weight > state.best_weight:
+                state.best_weight, state.best_crop = weight, message.image
+            touched[(message.camera, message.track)] = state
+        rules = self.config.tracklets
+        self._match([s for s in touched.values() if s.due(rules)])
+        self._finish([s for s in touched.values() if s.ended and not s.queued])
+
+    def _finish(self, states: list[TrackletState]) -> None:
+        """Match what is unmatched in ended tracklets and forget them."""
+        self._match([s for s in states if s.since_match])
+        for state in states:
+            self.tracklets.pop((state.camera, state.track), None)
+
+    def _match(self, states: list[TrackletState]) -> None:
+        if not states:
+            return
+        tracklets = [
+            Tracklet(
+                camera=s.camera,
+                track=s.track,
+                t_first=s.t_first,
+                t_last=s.t_last,
+                appearance=s.pool.appearance(),
+                thumbnail=self._write_thumbnail(s),
+            )
+            for s in states
+        ]
+        matches = self.gallery.match_batch(tracklets)
+        published_at = self.clock()
+        for state, match in zip(states, matches, strict=True):
+            state.global_id = match.global_id
+            state.since_match = 0
+            self._publish(
+                AssignmentMessage(
+                    camera=state.camera,
+                    track=state.track,
+                    global_id=match.global_id,
+                    score=match.score,
+                    is_new=match.is_new,
+                    t=state.t_last,
+                )
+            )
+            self.counters["assignments"] += 1
+            self.latency_ms.append((published_at - state.trigger_at) * 1000)
+
+    def _write_thumbnail(self, state: TrackletState) -> str:
+        folder = self.config.tracklets.thumbnails
+        if folder is None or state.best_crop is None:
+            return ""
+        path = Path(folder) / _safe_name(state.camera) / f"{state.track}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not cv2.imwrite(str(path), state.best_crop):
+            log.warning("%s: could not write thumbnail %s", self.config.name, path)
+            return ""
+        return str(path)
+
+    def drain(self) -> None:
+        """Embed every waiting crop and match every open tracklet that has unmatched crops."""
+        while self.pending:
+            self._embed_batch(self.config.batching.max_batch)
+        self._finish(list(self.tracklets.values()))
+        self.publish_stats()
+
+    # ---- stats ----------------------------------------------------------------------------
+
+    def stats(self) -> StatsMessage:
+        """The counters and gauges now (percentiles over the last samples)."""
+        now = self.clock()
+        mark_time, mark_embedded = self._rate_mark
+        self._rate_mark = (now, self.counters["embedded"])
+        gauges = {
+            "open_tracklets": float(len(self.tracklets)),
+            "queued_crops": float(len(self.pending)),
+            "crops_per_s": (self.counters["embedded"] - mark_embedded) / max(now - mark_time, 1e-9),
+        }
+        for name, samples in (("latency", self.latency_ms), ("embed", self.embed_ms)):
+            if samples:
+                p50, p95 = np.percentile(np.fromiter(samples, float), [50, 95])
+                gauges[f"{name}_p50_ms"], gauges[f"{name}_p95_ms"] = float(p50), float(p95)
+        return StatsMessage(
+            worker=self.config.name, t=time.time(), counters=dict(self.counters), gauges=gauges
+        )
+
+    def publish_stats(self) -> StatsMessage:
+        message = self.stats()
+        c, g = message.counters, message.gauges
+        log.info(
+            "%s: %d received, %d embedded in %d batches, %d malformed dropped, %d tracklets "
+            "(%d open), %d assignments; %.1f crops/s; latency p50/p95 %s ms; embed p50/p95 %s ms",
+            message.worker,
+            c["received"],
+            c["embedded"],
+            c["batches"],
+            c["dropped_malformed"],
+            c["tracklets"],
+            len(self.tracklets),
+            c["assignments"],
+            g["crops_per_s"],
+            _pair(g, "latency"),
+            _pair(g, "embed"),
+        )
+        self._publish(message)
+        return message
+
+    def _publish(self, message: WireMessage) -> None:
+        if self.publish is not None:
+            self.publish(message)
+
+    # ---- serving --------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask `run` to drain and return (thread- and signal-safe)."""
+        self._stop.set()
+
+    def _poll_timeout_ms(self) -> int:
+        now = self.clock()
+        deadlines = [self._next_stats, now + POLL_CAP_S]
+        if self.pending:
+            deadlines.append(self.pending[0].received_at + self.config.batching.max_wait_ms / 1000)
+        return max(0, int((min(deadlines) - now) * 1000))
+
+    def run(self) -> int:
+        """Serve until stopped, then drain, close the gallery and return 0 (the exit code)."""
+        sockets = self.config.sockets
+        context = zmq.Context()
+        pull = context.socket(zmq.PULL)
+        pull.setsockopt(zmq.RCVHWM, sockets.receive_hwm)
+        pub = context.socket(zmq.PUB)
+        pub.setsockopt(zmq.LINGER, sockets.linger_ms)
+        for socket, where in ((pull, sockets.crops), (pub, sockets.assignments)):
+            (socket.bind if where.bind else socket.connect)(where.endpoint)
+        if self.publish is None:
+            self.publish = lambda message: pub.send_multipart(message.encode())
+        previous = self._install_signal_handlers()
+        log.info(
+            "%s ready: crops PULL %s %s, assignments PUB %s %s; %r; gallery %s (%d tracklets, "
+            "next new id %d)",
+            self.config.name,
+            "bind" if sockets.crops.bind else "connect",
+            sockets.crops.endpoint,
+            "bind" if sockets.assignments.bind else "connect",
+            sockets.assignments.endpoint,
+            self.embedder,
+            self.gallery.config.location,
+            len(self.gallery),
+            self.gallery.next_global_id,
+        )
+        try:
+            while not self._stop.is_set():
+                if pull.poll(self._poll_timeout_ms()):
+                    self._receive(pull, self.config.batching.max_batch)
+                self.step()
+            log.info("%s: stopping — draining what is queued", self.config.name)
+            self._receive(pull, sockets.receive_hwm)
+            self.drain()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            pull.close(linger=0)
+            pub.close()
+            context.term()
+            self.close()
+        log.info("%s: stopped; gallery closed", self.config.name)
+        return 0
+
+    def _receive(self, pull: zmq.Socket, limit: int) -> None:
+        """Take up to ``limit`` messages already queued on ``pull`` without waiting."""
+        for _ in range(limit):
+            try:
+                frames = pull.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self.handle(frames)
+
+    def _install_signal_handlers(self) -> dict[int, object]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous = {}
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, lambda *_: self.stop())
+        return previous
+
+    def close(self) -> None:
+        """Close the gallery (which flushes it)."""
+        self.gallery.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _pair(gauges: dict[str, float], name: str) -> str:
+    if f"{name}_p50_ms" not in gauges:
+        return "-"
+    return f"{gauges[f'{name}_p50_ms']:.0f}/{gauges[f'{name}_p95_ms']:.0f}"

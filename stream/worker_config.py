@@ -1,0 +1,160 @@
+"""`WorkerConfig`: the typed `stream worker --config` file (SPEC §4; example in configs/worker/).
+
+Relative paths in the file (``embedder.model``, ``gallery.path``, ``tracklets.thumbnails``)
+are resolved against the file's folder, so a config travels with the model it names; a file
+may start with ``_base_: other.yaml`` and state only its differences. Every model is
+``extra="forbid"``: a misspelt key is an error that names it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from reid_core.config import BASE_KEY, deep_merge
+from reid_core.runtime.embedder import EmbedderConfig
+from stream.gallery import GalleryConfig
+
+ENDPOINT_SCHEMES = ("tcp://", "ipc://", "inproc://")
+RELATIVE_PATHS = (("embedder", "model"), ("gallery", "path"), ("tracklets", "thumbnails"))
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SocketConfig(StrictModel):
+    """A ZeroMQ endpoint and whether this worker binds it (the usual case) or connects to it."""
+
+    endpoint: str
+    bind: bool = True
+
+    @field_validator("endpoint")
+    @classmethod
+    def _known_scheme(cls, endpoint: str) -> str:
+        if not endpoint.startswith(ENDPOINT_SCHEMES):
+            raise ValueError(
+                f"endpoint {endpoint!r} must start with one of {', '.join(ENDPOINT_SCHEMES)} "
+                "(e.g. tcp://127.0.0.1:5560 or ipc:///tmp/occlureid-crops)"
+            )
+        return endpoint
+
+
+class SocketsConfig(StrictModel):
+    """PULL for crops and track ends (from camera stages), PUB for assignments and stats.
+
+    Loopback by default: bind a public interface only behind a firewall (ZeroMQ has no auth).
+    """
+
+    crops: SocketConfig = SocketConfig(endpoint="tcp://127.0.0.1:5560")
+    assignments: SocketConfig = SocketConfig(endpoint="tcp://127.0.0.1:5561")
+    receive_hwm: Annotated[int, Field(ge=1, description="crops queued in ZeroMQ")] = 1000
+    linger_ms: Annotated[int, Field(ge=0, description="time to send what is left at exit")] = 2000
+
+
+class BatchingConfig(StrictModel):
+    """Dynamic batching: embed when ``max_batch`` crops wait or the oldest waited
+    ``max_wait_ms``, whichever comes first."""
+
+    max_batch: Annotated[int, Field(ge=1)] = 32
+    max_wait_ms: Annotated[float, Field(ge=0.0)] = 20.0
+
+
+class TrackletConfig(StrictModel):
+    """When a tracklet is matched, and how its crops are pooled (see `stream.worker`).
+
+    min_crops: embedded crops before the first match (a track end matches it sooner).
+    rematch_every: after the first match, re-match (refresh the gallery's features; the global
+    id stays) every this many new crops; 0 only at the track's end.
+    idle_timeout_s: a tracklet with no crop for this long (worker clock) is finished as if its
+    track had ended, so a camera stage that died does not leave state behind.
+    outlier_distance: a crop whose global feature is further than this cosine distance from
+    the tracklet's running mean gets its weight scaled by (outlier_distance / distance)².
+    thumbnails: folder for each matched tracklet's best crop (JPEG), stored in the gallery for
+    `stream search`; None keeps none.
+    """
+
+    min_crops: Annotated[int, Field(ge=1)] = 4
+    rematch_every: Annotated[int, Field(ge=0)] = 16
+    idle_timeout_s: Annotated[float, Field(gt=0.0)] = 60.0
+    outlier_distance: Annotated[float, Field(gt=0.0, le=2.0)] = 0.3
+    thumbnails: Path | None = None
+
+
+class WorkerConfig(StrictModel):
+    """One feature worker. Several workers share a crop stream by tracklet (`stream.routing`):
+    give each its ``worker_index`` in [0, num_workers) and its own endpoints; they must share
+    a gallery server (``gallery.url``), and each hands out new global ids ≡ worker_index
+    (mod num_workers) so two workers never give the same id to different people."""
+
+    name: Annotated[str, Field(min_length=1)] = "worker-0"
+    worker_index: Annotated[int, Field(ge=0)] = 0
+    num_workers: Annotated[int, Field(ge=1)] = 1
+    sockets: SocketsConfig = SocketsConfig()
+    embedder: EmbedderConfig
+    batching: BatchingConfig = BatchingConfig()
+    tracklets: TrackletConfig = TrackletConfig()
+    gallery: GalleryConfig
+    stats_interval_s: Annotated[float, Field(gt=0.0)] = 5.0
+
+    @model_validator(mode="after")
+    def _workers_can_share(self) -> Self:
+        if self.worker_index >= self.num_workers:
+            raise ValueError(
+                f"worker_index {self.worker_index} must be < num_workers {self.num_workers}"
+            )
+        if self.num_workers > 1 and self.gallery.path is not None:
+            raise ValueError(
+                f"num_workers {self.num_workers} needs a shared gallery server (gallery.url): a "
+                "Qdrant Edge folder (gallery.path) opens in one process only"
+            )
+        return self
+
+
+def _describe(source: str, error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "<root>"
+        got = "" if item["type"] == "missing" else f" (got {item['input']!r:.80})"
+        lines.append(f"  {field}: {item['msg']}{got}")
+    return f"{source}: invalid worker config:\n" + "\n".join(lines)
+
+
+def parse_worker_config(data: dict[str, Any], source: str = "<dict>") -> WorkerConfig:
+    """Validate a config mapping; errors name ``source`` and every bad field."""
+    try:
+        return WorkerConfig.model_validate(data)
+    except ValidationError as error:
+        raise ValueError(_describe(source, error)) from None
+
+
+def _read_with_bases(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """One config file merged over its ``_base_`` (a path relative to it), relative paths
+    resolved against the file that states them."""
+    path = path.resolve()
+    if path in chain or not path.is_file():
+        named_in = f" (named as _base_ in {chain[-1]})" if chain else ""
+        problem = "is part of a _base_ cycle" if path in chain else "does not exist"
+        raise FileNotFoundError(f"worker config {path} {problem}{named_in}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path}: malformed YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a worker config must be a mapping, got {type(data).__name__}")
+    for section, key in RELATIVE_PATHS:
+        value = data[section].get(key) if isinstance(data.get(section), dict) else None
+        if isinstance(value, str) and not Path(value).is_absolute():
+            data[section][key] = str((path.parent / value).resolve())
+    base = data.pop(BASE_KEY, None)
+    if base is None:
+        return data
+    return deep_merge(_read_with_bases(path.parent / str(base), (*chain, path)), data)
+
+
+def load_worker_config(path: str | Path) -> WorkerConfig:
+    """Read a worker config YAML (``_base_: other.yaml`` merges it over another one)."""
+    return parse_worker_config(_read_with_bases(Path(path)), str(path))

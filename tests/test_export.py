@@ -1,0 +1,111 @@
+"""`trainer export`: one ONNX file whose outputs equal PyTorch's, with a dynamic batch axis, the
+model config in its metadata, a printed parity check, and clear errors for bad input."""
+
+from __future__ import annotations
+
+import io
+from contextlib import redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+import pytest
+import torch
+from test_model import tiny_model_config
+
+from reid_core import build_model, save
+from reid_core.checkpoint import load
+from reid_core.cli import build_parser, run
+from reid_core.config import ModelConfig
+from reid_core.model import MotionAwareTransformer
+from reid_core.runtime.export import export_onnx, parity_check, synthetic_crops
+from reid_core.runtime.onnx_runtime import INPUT_NAME, OUTPUT_NAMES, OnnxEmbedder
+
+SMALL_INPUT = [64, 32]
+
+
+def trainer_export(*args: str) -> tuple[int, str]:
+    """Run `trainer export ARGS` in-process; returns (exit code, what it printed)."""
+    out = io.StringIO()
+    with redirect_stdout(out):
+        code = run(build_parser("trainer", "test", ["trainer.export"]), ["export", *args])
+    return code, out.getvalue()
+
+
+@dataclass(frozen=True)
+class Exported:
+    model: MotionAwareTransformer
+    onnx_path: Path
+    exit_code: int
+    printed: str
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
+    """A small random model saved as a checkpoint and exported once through the CLI."""
+    folder = tmp_path_factory.mktemp("export")
+    torch.manual_seed(0)
+    checkpoint = save(
+        build_model(tiny_model_config(input_size=SMALL_INPUT)), folder / "m.safetensors"
+    )
+    code, printed = trainer_export("--checkpoint", str(checkpoint), "--out", str(folder / "m.onnx"))
+    return Exported(load(checkpoint), folder / "m.onnx", code, printed)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_onnx_outputs_equal_pytorch_at_any_batch_size(exported: Exported, batch: int) -> None:
+    embedder = OnnxEmbedder(exported.onnx_path, device="cpu")
+    images = torch.randn(batch, 3, *SMALL_INPUT)
+    with torch.no_grad():
+        expected = exported.model(images)
+    actual = embedder.forward(images)
+    for name in OUTPUT_NAMES:
+        assert getattr(actual, name).shape == getattr(expected, name).shape, name
+        torch.testing.assert_close(
+            getattr(actual, name), getattr(expected, name), atol=1e-4, rtol=0
+        )
+
+
+def test_the_file_is_self_contained_with_named_outputs_and_the_model_config(
+    exported: Exported,
+) -> None:
+    assert exported.exit_code == 0
+    assert [p.name for p in exported.onnx_path.parent.iterdir() if p.suffix == ".data"] == []
+    graph = onnx.load(str(exported.onnx_path))
+    assert [i.name for i in graph.graph.input] == [INPUT_NAME]
+    assert tuple(o.name for o in graph.graph.output) == OUTPUT_NAMES
+    batch_axis = graph.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch_axis.dim_param and not batch_axis.HasField("dim_value")
+    metadata = {p.key: p.value for p in graph.metadata_props}
+    assert ModelConfig.from_json(metadata["model_config"]) == exported.model.config
+    assert metadata["precision"] == "fp32"
+
+
+def test_the_cli_prints_max_delta_per_output(exported: Exported) -> None:
+    assert "parity OK" in exported.printed
+    for name in OUTPUT_NAMES:
+        assert name in exported.printed
+    report = parity_check(exported.model, exported.onnx_path, synthetic_crops(3, seed=1))
+    assert [row.name for row in report] == list(OUTPUT_NAMES)
+    assert all(row.max_abs_diff <= 1e-4 for row in report), report
+
+
+def test_fp16_export_keeps_float32_io_and_stays_close(exported: Exported, tmp_path: Path) -> None:
+    path = export_onnx(exported.model, tmp_path / "half.onnx", fp16=True)
+    embedder = OnnxEmbedder(path, device="cpu")
+    assert embedder.precision == "fp16"
+    report = parity_check(exported.model, path, synthetic_crops(2))
+    worst = max(row.relative for row in report)
+    assert 0 < worst < 2e-2, report  # float16 differs, but by little
+
+
+def test_bad_input_is_a_clear_error(exported: Exported, tmp_path: Path, capsys) -> None:
+    missing = tmp_path / "nope.safetensors"
+    code, _ = trainer_export("--checkpoint", str(missing), "--out", str(tmp_path / "x.onnx"))
+    assert code == 2
+    assert str(missing) in capsys.readouterr().err
+    checkpoint = tmp_path / "m.safetensors"
+    save(exported.model, checkpoint)
+    code, _ = trainer_export("--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.txt"))
+    assert code == 2
+    assert "must end in .onnx" in capsys.readouterr().err

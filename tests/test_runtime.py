@@ -1,0 +1,115 @@
+"""The embedder interface: both runtimes give the same features for the same crops, providers
+fall back to what loads (and say which), the registry names its runtimes, errors are clear."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper
+from test_model import tiny_model_config
+
+from reid_core import build_model, save
+from reid_core.runtime import RUNTIMES, Embedder, EmbedderConfig, runtime_class
+from reid_core.runtime.export import export_onnx, synthetic_crops
+from reid_core.runtime.onnx_runtime import (
+    CPU,
+    CUDA,
+    TENSORRT,
+    OnnxEmbedder,
+    requested_providers,
+)
+from reid_core.runtime.torch_runtime import TorchEmbedder
+
+SMALL_INPUT = [64, 32]
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(checkpoint, ONNX export) of one small random model."""
+    folder = tmp_path_factory.mktemp("runtime")
+    torch.manual_seed(1)
+    model = build_model(tiny_model_config(input_size=SMALL_INPUT, heads={"num_parts": 6}))
+    checkpoint = save(model, folder / "m.safetensors")
+    return checkpoint, export_onnx(model.eval(), folder / "m.onnx")
+
+
+def test_both_runtimes_give_the_same_features_for_the_same_crops(
+    model_files: tuple[Path, Path],
+) -> None:
+    checkpoint, onnx_path = model_files
+    runtimes = [
+        EmbedderConfig(runtime="torch", model=checkpoint, device="cpu", threads=1).open(),
+        EmbedderConfig(runtime="onnxruntime", model=onnx_path, device="cpu", threads=1).open(),
+    ]
+    for embedder in runtimes:
+        assert isinstance(embedder, Embedder)
+        assert (embedder.dim, embedder.num_parts, embedder.input_size) == (64, 6, (64, 32))
+    crops = synthetic_crops(5, seed=3)  # various sizes: the shared preprocessing resizes them
+    reference, exported = (embedder.embed(crops) for embedder in runtimes)
+    assert len(reference) == 5
+    for name, value in reference.as_dict().items():
+        torch.testing.assert_close(exported.as_dict()[name], value, atol=1e-4, rtol=0)
+
+
+def test_provider_selection_uses_what_loads_and_names_it(
+    model_files: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="reid_core.runtime.onnx_runtime"):
+        embedder = OnnxEmbedder(model_files[1], device="auto", threads=1)
+    assert embedder.provider == embedder.session.get_providers()[0] == embedder.device
+    if not torch.cuda.is_available():  # this machine: CUDA listed by onnxruntime-gpu, not loadable
+        assert embedder.provider == CPU
+    assert embedder.provider in caplog.text
+    assert embedder.session.get_session_options().intra_op_num_threads == 1
+
+
+def test_requested_providers_follow_tensorrt_cuda_cpu_among_the_available() -> None:
+    everything = [CPU, CUDA, TENSORRT]
+    assert requested_providers("auto", everything) == [TENSORRT, CUDA, CPU]
+    assert requested_providers("auto", [CUDA, CPU]) == [CUDA, CPU]
+    assert requested_providers("cpu", everything) == [CPU]
+    with pytest.raises(RuntimeError, match="needs one of TensorrtExecutionProvider"):
+        requested_providers("cuda", [CPU])
+
+
+def test_the_registry_lists_valid_runtimes_for_a_wrong_name(tmp_path: Path) -> None:
+    assert runtime_class("torch") is TorchEmbedder
+    assert runtime_class("onnxruntime") is OnnxEmbedder
+    with pytest.raises(ValueError, match="valid runtimes: onnxruntime, torch"):
+        runtime_class("tensorflow")
+    with pytest.raises(ValueError, match=r"runtime[\s\S]*unknown runtime 'tflite'"):
+        EmbedderConfig(runtime="tflite", model=tmp_path / "m.onnx")
+    assert sorted(RUNTIMES) == ["onnxruntime", "torch"]
+
+
+def test_missing_foreign_and_empty_inputs_are_clear_errors(
+    model_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    with pytest.raises(FileNotFoundError, match="nope.onnx"):
+        OnnxEmbedder(tmp_path / "nope.onnx", device="cpu")
+    with pytest.raises(FileNotFoundError, match="nope.safetensors"):
+        TorchEmbedder.from_checkpoint(tmp_path / "nope.safetensors", device="cpu")
+    identity = helper.make_model(
+        helper.make_graph(
+            [helper.make_node("Identity", ["x"], ["y"])],
+            "foreign",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+        ),
+        ir_version=9,  # what this onnxruntime reads
+        opset_imports=[helper.make_opsetid("", 17)],
+    )
+    foreign = tmp_path / "foreign.onnx"
+    onnx.save(identity, foreign)
+    with pytest.raises(ValueError, match="foreign.onnx is not an OccluReID ONNX export"):
+        OnnxEmbedder(foreign, device="cpu")
+    embedder = OnnxEmbedder(model_files[1], device="cpu")
+    with pytest.raises(ValueError, match="at least one crop"):
+        embedder.embed([])
+    with pytest.raises(ValueError, match="crop 1"):
+        embedder.embed([np.zeros((8, 4, 3), np.uint8), np.zeros((8, 4), np.uint8)])

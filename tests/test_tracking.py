@@ -1,0 +1,90 @@
+"""Trackers (stream/tracking.py): the `trackers` library's ByteTrack / BoT-SORT / OC-SORT keep
+ground-truth people on consistent ids, report track ends once, and take cams.yaml options."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stream.config import BoTSORTConfig, ByteTrackConfig, OCSORTConfig
+from stream.detectors import GroundTruthDetector, read_mot_file
+from stream.mtmc import Predictions, prediction_lines, score_mot
+from stream.tracking import TRACKERS, build_tracker, parse_tracker_config
+from trainer.synth.video import VideoConfig, write_videos
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("tracking") / "synth"
+    write_videos(
+        VideoConfig(cameras=2, people=3, seconds=3, size=(320, 180)),
+        out,
+        workers=1,
+        show_progress=False,
+    )
+    return out
+
+
+def track_sequence(tracker_spec: str, gt_path: Path, fps: float) -> tuple[dict, list, list]:
+    """Track the ground-truth boxes of a sequence; returns its metrics, ended and seen ids."""
+    detector = GroundTruthDetector(gt_path)
+    truth = read_mot_file(gt_path)
+    tracker = build_tracker(tracker_spec, fps)
+    frames, ids, boxes, ended, seen = [], [], [], [], set()
+    for index in range(int(truth.frame.max())):
+        update = tracker.update(
+            detector.detect(np.zeros((1, 1, 3), np.uint8), index), None, index / fps
+        )
+        assert np.all(update.tracked.tracker_id >= 0)  # unconfirmed boxes are left out
+        frames += [index] * len(update.tracked)
+        ids += update.tracked.tracker_id.tolist()
+        boxes += update.tracked.xyxy.tolist()
+        seen |= set(update.tracked.tracker_id.tolist())
+        ended += update.ended
+    ended += tracker.finish()
+    pred = Predictions(
+        np.array(frames),
+        np.array(ids),
+        np.array(ids),
+        np.array(boxes).reshape(-1, 4),
+        np.ones(len(frames)),
+    )
+    metrics = score_mot(truth.to_mot17_lines(), prediction_lines(pred, pred.track_id))
+    return metrics, ended, sorted(seen)
+
+
+@pytest.mark.parametrize("name", ["bytetrack", "botsort", "ocsort"])
+def test_ground_truth_boxes_keep_consistent_ids(scene: Path, name: str) -> None:
+    for camera in ("cam1", "cam2"):
+        metrics, ended, seen = track_sequence(name, scene / camera / "gt" / "gt.txt", 10.0)
+        assert metrics["IDF1"] >= 0.9, (camera, metrics)
+        assert metrics["IDSW"] <= 1
+        assert sorted(ended) == seen  # every track ends exactly once
+
+
+def test_tud_campus_ground_truth_boxes(tud_campus: Path) -> None:
+    metrics, _, _ = track_sequence("bytetrack", tud_campus / "gt" / "gt.txt", 25.0)
+    assert metrics["IDF1"] >= 0.95  # shared/data README: 0.989 with default settings
+    assert metrics["MOTA"] >= 0.9
+
+
+def test_config_fields_are_the_library_parameters() -> None:
+    for config in (ByteTrackConfig, BoTSORTConfig, OCSORTConfig):
+        name = config.model_fields["name"].annotation.__args__[0]
+        parameters = inspect.signature(TRACKERS[name].__init__).parameters
+        unknown = set(config.model_fields) - {"name"} - set(parameters)
+        assert not unknown, (name, unknown)
+
+
+def test_tracker_by_name_and_wrong_name_lists_valid_ones() -> None:
+    config = parse_tracker_config({"name": "ocsort", "delta_t": 2})
+    assert isinstance(config, OCSORTConfig) and config.delta_t == 2
+    tracker = build_tracker(config, 30.0)
+    assert tracker._tracker.delta_t == 2
+    with pytest.raises(ValueError) as caught:
+        parse_tracker_config("deepsort")
+    for name in TRACKERS:
+        assert f"'{name}'" in str(caught.value)
