@@ -184,8 +184,8 @@ def contact_sheet(rows: list[Appearance], query: dict | None, out: Path) -> Path
 
 
 def _open(args: argparse.Namespace):
-    """(gallery, embedder or None) for the query: the model comes from --model or the
-    gallery's manifest; the gallery is opened with that model's feature sizes."""
+    """(gallery, embedder) for the query: the model comes from --model or the gallery's
+    manifest; the gallery is opened with that model's feature sizes."""
     from reid_core.runtime.embedder import EmbedderConfig
     from stream.gallery import Gallery, GalleryConfig, GalleryError, read_manifest
 
@@ -195,23 +195,14 @@ def _open(args: argparse.Namespace):
         raise SearchError(
             f"gallery folder {args.gallery} does not exist (a `stream run` writes one)"
         )
-    embedder = None
-    if args.image:
-        if args.model:
-            embedder_config = EmbedderConfig(runtime=args.runtime, model=Path(args.model))
-        elif manifest is not None:
-            embedder_config = manifest.embedder
-        else:
-            raise SearchError("an image query needs --model (the gallery names no model)")
-        embedder = embedder_config.open()
-        sizes = {"vector_size": embedder.dim, "num_parts": embedder.num_parts}
+    if args.model:
+        embedder_config = EmbedderConfig(runtime=args.runtime, model=Path(args.model))
     elif manifest is not None:
-        sizes = {
-            "vector_size": manifest.gallery.vector_size,
-            "num_parts": manifest.gallery.num_parts,
-        }
+        embedder_config = manifest.embedder
     else:
-        raise SearchError("a --global-id query on this gallery needs --model (no manifest)")
+        raise SearchError("this gallery names no model (no manifest): give --model")
+    embedder = embedder_config.open()  # also for a global-id query: it knows the vector sizes
+    sizes = {"vector_size": embedder.dim, "num_parts": embedder.num_parts}
     settings = (
         manifest.gallery.model_dump(exclude={"path", "url", "vector_size", "num_parts"})
         if manifest
@@ -230,7 +221,7 @@ def _open(args: argparse.Namespace):
 def run_search(args: argparse.Namespace) -> list[Appearance]:
     gallery, embedder = _open(args)
     with gallery:
-        if embedder is not None:
+        if args.image:
             rows, query = search_images(args, gallery, embedder)
         else:
             rows, query = search_global_id(args, gallery), None

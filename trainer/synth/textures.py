@@ -78,6 +78,8 @@ def pattern_image(
 
 def value_noise(height: int, width: int, cell_px: float, seed: int) -> np.ndarray:
     """Smooth zero-mean noise (about unit spread) with features of `cell_px` pixels."""
+    if height <= 0 or width <= 0:  # a texture for an element clipped to nothing
+        return np.zeros((max(height, 0), max(width, 0)), np.float32)
     rng = np.random.default_rng(seed)
     grid_h = max(2, int(np.ceil(height / cell_px)) + 1)
     grid_w = max(2, int(np.ceil(width / cell_px)) + 1)
