@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import ensure_malloc_env  # noqa: E402
+from reid_core.runtime.embedder import ensure_malloc_env  # noqa: E402
 
 
 def crops_per_second(model, images) -> float:

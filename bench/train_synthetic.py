@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import ensure_malloc_env  # noqa: E402
+from reid_core.runtime.embedder import ensure_malloc_env  # noqa: E402
 
 MODELS = {
     "baseline (ResNet-18 global)": "configs/model/cpu_resnet18_baseline.yaml",

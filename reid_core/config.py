@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -195,26 +195,44 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return merged
 
 
-def _read_yaml_with_bases(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+def read_yaml_with_bases(
+    path: Path,
+    what: str = "model config",
+    relative_paths: Sequence[Sequence[str]] = (),
+    chain: tuple[Path, ...] = (),
+) -> dict[str, Any]:
+    """Read a YAML mapping, deep-merged over the file its ``_base_`` key names (a path relative
+    to it), recursively. Each key path in ``relative_paths`` (e.g. ``("embedder", "model")``)
+    that holds a relative path is resolved against the file that states it, so a derived config
+    may live in another folder. Errors name the file (``what`` says which kind of config)."""
     path = path.resolve()
     if path in chain:
         cycle = " -> ".join(str(p) for p in (*chain, path))
         raise ValueError(f"{path}: _base_ cycle: {cycle}")
     if not path.is_file():
         where = f" (named as _base_ in {chain[-1]})" if chain else ""
-        raise FileNotFoundError(f"model config {path} does not exist{where}")
+        raise FileNotFoundError(f"{what} {path} does not exist{where}")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise ValueError(f"{path}: malformed YAML: {error}") from error
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: a model config must be a mapping, got {type(data).__name__}")
+        raise ValueError(f"{path}: a {what} must be a mapping, got {type(data).__name__}")
+    for key_path in relative_paths:
+        *parents, leaf = key_path
+        node = data
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        value = node.get(leaf) if isinstance(node, dict) else None
+        if isinstance(value, str) and not Path(value).is_absolute():
+            node[leaf] = str((path.parent / value).resolve())
     base = data.pop(BASE_KEY, None)
     if base is None:
         return data
     if not isinstance(base, str):
         raise ValueError(f"{path}: {BASE_KEY} must be a relative file path, got {base!r}")
-    return deep_merge(_read_yaml_with_bases(path.parent / base, (*chain, path)), data)
+    merged_base = read_yaml_with_bases(path.parent / base, what, relative_paths, (*chain, path))
+    return deep_merge(merged_base, data)
 
 
 def _validation_message(source: str, error: ValidationError) -> str:
@@ -238,9 +256,9 @@ def load_model_config(
         data, name = dict(source), "<dict>"
         if BASE_KEY in data:
             base = Path(str(data.pop(BASE_KEY)))
-            data = deep_merge(_read_yaml_with_bases(base), data)
+            data = deep_merge(read_yaml_with_bases(base), data)
     else:
-        data, name = _read_yaml_with_bases(Path(source)), str(source)
+        data, name = read_yaml_with_bases(Path(source)), str(source)
     if overrides:
         data = deep_merge(data, overrides)
     try:

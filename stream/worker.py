@@ -52,6 +52,7 @@ import zmq
 
 from reid_core.runtime.embedder import Embedder
 from stream.gallery import Appearance, Gallery, GalleryConfig, Tracklet
+from stream.security import open_endpoint, stop_authenticator
 from stream.wire import (
     AssignmentMessage,
     CropMessage,
@@ -477,7 +478,7 @@ class Worker:
         pub = context.socket(zmq.PUB)
         pub.setsockopt(zmq.LINGER, sockets.linger_ms)
         for socket, where in ((pull, sockets.crops), (pub, sockets.assignments)):
-            (socket.bind if where.bind else socket.connect)(where.endpoint)
+            open_endpoint(socket, where.endpoint, sockets.curve, bind=where.bind)
         if self.publish is None:
             self.publish = lambda message: pub.send_multipart(message.encode())
         previous = self._install_signal_handlers()
@@ -507,6 +508,7 @@ class Worker:
                 signal.signal(signum, handler)
             pull.close(linger=0)
             pub.close()
+            stop_authenticator(context)
             context.term()
             self.close()
         log.info("%s: stopped; gallery closed", self.config.name)

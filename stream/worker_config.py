@@ -11,12 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Self
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from reid_core.config import BASE_KEY, deep_merge
+from reid_core.config import read_yaml_with_bases
 from reid_core.runtime.embedder import EmbedderConfig
 from stream.gallery import GalleryConfig
+from stream.security import CurveConfig
 
 ENDPOINT_SCHEMES = ("tcp://", "ipc://", "inproc://")
 RELATIVE_PATHS = (("embedder", "model"), ("gallery", "path"), ("tracklets", "thumbnails"))
@@ -46,13 +46,15 @@ class SocketConfig(StrictModel):
 class SocketsConfig(StrictModel):
     """PULL for crops and track ends (from camera stages), PUB for assignments and stats.
 
-    Loopback by default: bind a public interface only behind a firewall (ZeroMQ has no auth).
+    Loopback by default; binding any other address needs ``curve`` (CurveZMQ keys, see
+    `stream.security` and docs/deploy.md) or an explicit ``curve.allow_insecure``.
     """
 
     crops: SocketConfig = SocketConfig(endpoint="tcp://127.0.0.1:5560")
     assignments: SocketConfig = SocketConfig(endpoint="tcp://127.0.0.1:5561")
     receive_hwm: Annotated[int, Field(ge=1, description="crops queued in ZeroMQ")] = 1000
     linger_ms: Annotated[int, Field(ge=0, description="time to send what is left at exit")] = 2000
+    curve: CurveConfig = CurveConfig()
 
 
 class BatchingConfig(StrictModel):
@@ -131,30 +133,9 @@ def parse_worker_config(data: dict[str, Any], source: str = "<dict>") -> WorkerC
         raise ValueError(_describe(source, error)) from None
 
 
-def _read_with_bases(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """One config file merged over its ``_base_`` (a path relative to it), relative paths
-    resolved against the file that states them."""
-    path = path.resolve()
-    if path in chain or not path.is_file():
-        named_in = f" (named as _base_ in {chain[-1]})" if chain else ""
-        problem = "is part of a _base_ cycle" if path in chain else "does not exist"
-        raise FileNotFoundError(f"worker config {path} {problem}{named_in}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ValueError(f"{path}: malformed YAML: {error}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: a worker config must be a mapping, got {type(data).__name__}")
-    for section, key in RELATIVE_PATHS:
-        value = data[section].get(key) if isinstance(data.get(section), dict) else None
-        if isinstance(value, str) and not Path(value).is_absolute():
-            data[section][key] = str((path.parent / value).resolve())
-    base = data.pop(BASE_KEY, None)
-    if base is None:
-        return data
-    return deep_merge(_read_with_bases(path.parent / str(base), (*chain, path)), data)
-
-
 def load_worker_config(path: str | Path) -> WorkerConfig:
     """Read a worker config YAML (``_base_: other.yaml`` merges it over another one)."""
-    return parse_worker_config(_read_with_bases(Path(path)), str(path))
+    data = read_yaml_with_bases(Path(path), "worker config", relative_paths=RELATIVE_PATHS)
+    config = parse_worker_config(data, str(path))
+    curve = config.sockets.curve.resolve(Path(path).resolve().parent)
+    return config.model_copy(update={"sockets": config.sockets.model_copy(update={"curve": curve})})

@@ -109,3 +109,8 @@ def test_bad_input_is_a_clear_error(exported: Exported, tmp_path: Path, capsys) 
     code, _ = trainer_export("--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.txt"))
     assert code == 2
     assert "must end in .onnx" in capsys.readouterr().err
+    code, _ = trainer_export(
+        "--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.onnx"), "--opset", "13"
+    )
+    assert code == 2
+    assert "opset 13" in capsys.readouterr().err

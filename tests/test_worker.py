@@ -23,9 +23,9 @@ import zmq
 from test_model import tiny_model_config
 
 from reid_core import ReIDFeatures, build_model, save
-from reid_core.cli import build_parser, run
 from reid_core.config import deep_merge
 from reid_core.runtime import MALLOC_ENV
+from stream.cli import main as stream_main
 from stream.gallery import Appearance, Gallery, GalleryConfig, Tracklet
 from stream.routing import CropRouter, worker_for
 from stream.wire import (
@@ -347,8 +347,7 @@ def test_a_bad_worker_config_names_the_field(
         load_worker_config(bad)
     for env_key, value in MALLOC_ENV.items():  # the CLI would re-execute pytest otherwise
         monkeypatch.setenv(env_key, value)
-    parser = build_parser("stream", "test", ["stream.worker_cli"])
-    assert run(parser, ["worker", "--config", str(bad)]) == 2
+    assert stream_main(["worker", "--config", str(bad)]) == 2
     assert "batching.max_batchh" in capsys.readouterr().err
     with pytest.raises(ValueError, match="needs a shared gallery server"):
         worker_config(tmp_path, num_workers=2, worker_index=1)
@@ -388,11 +387,7 @@ def test_sigterm_drains_the_queue_flushes_the_gallery_and_exits_zero(
     }
     (tmp_path / "worker.yaml").write_text(json.dumps(config))  # JSON is YAML
     env = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV}  # exercise the re-exec
-    script = (
-        "import sys; from reid_core.cli import build_parser, run; "
-        "sys.exit(run(build_parser('stream', 'test', ['stream.worker_cli']), sys.argv[1:]))"
-    )
-    command = [sys.executable, "-c", script, "worker", "--config", str(tmp_path / "worker.yaml")]
+    command = [sys.executable, "-m", "stream", "worker", "--config", str(tmp_path / "worker.yaml")]
     context = zmq.Context()
     sub, push = context.socket(zmq.SUB), context.socket(zmq.PUSH)
     sub.setsockopt(zmq.SUBSCRIBE, b"")

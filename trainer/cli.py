@@ -13,6 +13,7 @@ SUBCOMMAND_MODULES = [
     "trainer.engine",
     "trainer.evaluation.evaluate",
     "trainer.viz",
+    "trainer.export",
 ]
 
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError
 
-from reid_core.config import StrictModel, deep_merge
+from reid_core.config import StrictModel, deep_merge, read_yaml_with_bases
 from trainer.data.transforms import TransformConfig
 
 
@@ -111,32 +111,10 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     return tree
 
 
-def _read_with_bases(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """Read a train config, merging it over its `_base_` file; a `model` path is resolved
-    against the file that names it, so a derived config may live in another folder."""
-    path = path.resolve()
-    if path in chain or not path.is_file():
-        named_in = f" (named as _base_ in {chain[-1]})" if chain else ""
-        problem = "is part of a _base_ cycle" if path in chain else "does not exist"
-        raise FileNotFoundError(f"train config {path} {problem}{named_in}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ValueError(f"{path}: malformed YAML: {error}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: a train config must be a mapping, got {type(data).__name__}")
-    if isinstance(data.get("model"), str):
-        data["model"] = str((path.parent / data["model"]).resolve())
-    base = data.pop("_base_", None)
-    if base is None:
-        return data
-    return deep_merge(_read_with_bases(path.parent / str(base), (*chain, path)), data)
-
-
 def load_train_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
     """Read a train config YAML (with `_base_`), deep-merge `overrides`, validate; errors name
     the file and the field."""
-    data = _read_with_bases(Path(path))
+    data = read_yaml_with_bases(Path(path), "train config", relative_paths=[("model",)])
     if overrides:
         data = deep_merge(data, overrides)
     try:

@@ -24,7 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--fp16", action="store_true", help="float16 weights/activations, float32 inputs/outputs"
     )
-    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: torch's)")
+    parser.add_argument(
+        "--opset", type=int, default=None, help="ONNX opset, ≥ 18 (default: the exporter's)"
+    )
     parser.add_argument(
         "--parity-crops", type=int, default=4, help="synthetic crops for the parity check"
     )
@@ -53,7 +55,10 @@ def _handle(args: argparse.Namespace) -> int:
 
     console = Console()
     if args.parity_crops < 1:
-        console.print(f"trainer export: error: --parity-crops must be ≥ 1, got {args.parity_crops}")
+        print(
+            f"trainer export: error: --parity-crops must be ≥ 1, got {args.parity_crops}",
+            file=sys.stderr,
+        )
         return 2
     precision = "fp16" if args.fp16 else "fp32"
     tolerance = PARITY_TOLERANCE[precision] if args.tolerance is None else args.tolerance
