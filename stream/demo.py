@@ -28,7 +28,7 @@ def calibrate_threshold(result: Any, lam: float = 1.0) -> float:
     distances = occlusion_aware_distance(result.query, result.gallery, lam=lam).numpy()
     q = np.array([r.pid for r in result.dataset.query])[:, None]
     g = np.array([r.pid for r in result.dataset.gallery])[None, :]
-    valid = g > 0
+    valid = np.broadcast_to(g > 0, distances.shape)
     same = (q == g) & valid
     different = (q != g) & valid
     candidates = np.quantile(distances[valid], np.linspace(0.01, 0.99, 197))
@@ -44,10 +44,10 @@ def demo_cams_yaml(scene: Path, onnx_path: Path, threshold: float, out: Path) ->
 
     cams = yaml.safe_load((scene / "cams.yaml").read_text())
     for camera in cams["cameras"]:
-        camera["source"] = str(scene / camera["source"])
-        camera["ground_truth"] = str(scene / camera["ground_truth"])
+        camera["source"] = str((scene / camera["source"]).resolve())
+        camera["ground_truth"] = str((scene / camera["ground_truth"]).resolve())
     cams["worker"] = {
-        "embedder": {"runtime": "onnxruntime", "model": str(onnx_path)},
+        "embedder": {"runtime": "onnxruntime", "model": str(onnx_path.resolve())},
         "tracklets": {"min_crops": 4, "rematch_every": 8},
         "gallery": {"threshold": round(threshold, 4)},
     }
