@@ -26,3 +26,15 @@ def tud_campus() -> Path:
     if not (root / "gt" / "gt.txt").is_file():
         pytest.skip(f"shared real footage not present at {root}")
     return root
+
+
+@pytest.fixture(scope="session")
+def scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic 2-camera scene (3 people, 3 s, 320×180) shared read-only by the
+    stream tests; tests that need other settings render their own."""
+    from trainer.synth.video import VideoConfig, write_videos
+
+    out = tmp_path_factory.mktemp("scene") / "synth"
+    config = VideoConfig(cameras=2, people=3, seconds=3, size=(320, 180))
+    write_videos(config, out, workers=1, show_progress=False)
+    return out

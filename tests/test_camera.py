@@ -27,22 +27,9 @@ from stream.config import CamsConfig, CropPolicy, load_cams_config
 from stream.security import CurveConfig
 from stream.sources import open_camera_source
 from stream.wire import AssignmentMessage, CropMessage, TrackEndMessage, decode
-from trainer.synth.video import VideoConfig, write_videos
 
 FRAMES = 30
 WAIT_MS = 5000  # longest wait for a message that must arrive
-
-
-@pytest.fixture(scope="module")
-def scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("camera") / "synth"
-    write_videos(
-        VideoConfig(cameras=2, people=3, seconds=3, size=(320, 180)),
-        out,
-        workers=1,
-        show_progress=False,
-    )
-    return out
 
 
 @pytest.fixture

@@ -11,19 +11,6 @@ import pytest
 from reid_core.cli import build_parser, run
 from stream.detectors import read_mot_file
 from stream.mtmc import EvalError, evaluate_run
-from trainer.synth.video import VideoConfig, write_videos
-
-
-@pytest.fixture(scope="module")
-def scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("mtmc") / "synth"
-    write_videos(
-        VideoConfig(cameras=2, people=3, seconds=3, size=(320, 180)),
-        out,
-        workers=1,
-        show_progress=False,
-    )
-    return out
 
 
 def ground_truth_events(

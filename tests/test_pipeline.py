@@ -8,44 +8,18 @@ from pathlib import Path
 
 import pytest
 import yaml
+from stream_setup import write_tiny_stream
 
-from reid_core import build_model, save
 from stream.pipeline import Supervisor, run_pipeline
-from trainer.synth.video import VideoConfig, write_videos
 
 pytestmark = pytest.mark.xdist_group("pipeline")
-
-TINY_MODEL = {
-    "backbone": {"name": "resnet18", "weights": "random"},
-    "transformer": {"d_model": 32, "nhead": 2, "num_encoder_layers": 1, "dim_feedforward": 64},
-    "heads": {"num_parts": 3},
-    "input_size": [64, 32],
-}
 
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("pipeline")
-    write_videos(
-        VideoConfig(cameras=2, people=3, seconds=4, seed=7, size=(320, 180)),
-        root / "scene",
-        workers=1,
-        show_progress=False,
-    )
-    save(build_model(TINY_MODEL).eval(), root / "tiny.safetensors")
-    cams = yaml.safe_load((root / "scene" / "cams.yaml").read_text())
-    for camera in cams["cameras"]:
-        camera["source"] = f"scene/{camera['source']}"
-        camera["ground_truth"] = f"scene/{camera['ground_truth']}"
-    cams["crops"] = {"min_width": 8, "min_height": 16, "every_n_frames": 2}
-    cams["worker"] = {
-        "embedder": {"runtime": "torch", "model": str(root / "tiny.safetensors"), "threads": 1},
-        "tracklets": {"min_crops": 2},
-        # an untrained model: accept any match, so identities must be shared across cameras
-        "gallery": {"threshold": 10.0},
-    }
-    cams["gallery"] = None
-    (root / "cams.yaml").write_text(yaml.safe_dump(cams))
+    # an untrained model: accept any match, so identities must be shared across cameras
+    write_tiny_stream(root, seed=7, threshold=10.0)
     return root
 
 

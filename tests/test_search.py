@@ -8,21 +8,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import yaml
+from stream_setup import TINY_MODEL, write_tiny_stream
 
 from reid_core import build_model, save
 from stream.cli import main as stream_main
 from stream.pipeline import run_pipeline
-from trainer.synth.video import VideoConfig, write_videos
 
 pytestmark = pytest.mark.xdist_group("pipeline")
-
-TINY_MODEL = {
-    "backbone": {"name": "resnet18", "weights": "random"},
-    "transformer": {"d_model": 32, "nhead": 2, "num_encoder_layers": 1, "dim_feedforward": 64},
-    "heads": {"num_parts": 3},
-    "input_size": [64, 32],
-}
 
 
 @pytest.fixture(scope="module")
@@ -30,25 +22,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-camera run whose gallery gives every tracklet its own identity (threshold ~0), so
     a query must find the right tracklet by appearance alone."""
     root = tmp_path_factory.mktemp("search")
-    write_videos(
-        VideoConfig(cameras=2, people=3, seconds=4, seed=11, size=(320, 180)),
-        root / "scene",
-        workers=1,
-        show_progress=False,
-    )
-    save(build_model(TINY_MODEL).eval(), root / "tiny.safetensors")
-    cams = yaml.safe_load((root / "scene" / "cams.yaml").read_text())
-    for camera in cams["cameras"]:
-        camera["source"] = f"scene/{camera['source']}"
-        camera["ground_truth"] = f"scene/{camera['ground_truth']}"
-    cams["crops"] = {"min_width": 8, "min_height": 16, "every_n_frames": 2}
-    cams["worker"] = {
-        "embedder": {"runtime": "torch", "model": str(root / "tiny.safetensors"), "threads": 1},
-        "tracklets": {"min_crops": 2},
-        "gallery": {"threshold": 1e-9},
-    }
-    (root / "cams.yaml").write_text(yaml.safe_dump(cams))
-    run_pipeline(root / "cams.yaml", root / "run", live=False)
+    run_pipeline(write_tiny_stream(root, seed=11, threshold=1e-9), root / "run", live=False)
     return root
 
 

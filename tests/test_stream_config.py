@@ -18,20 +18,6 @@ from stream.config import (
     load_cams_config,
 )
 from stream.gallery import GalleryConfig
-from trainer.synth.video import VideoConfig, write_videos
-
-
-@pytest.fixture(scope="module")
-def scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("scene") / "synth"
-    write_videos(
-        VideoConfig(cameras=2, people=3, seconds=3, size=(320, 180)),
-        out,
-        workers=1,
-        show_progress=False,
-    )
-    return out
-
 
 CAMS_CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "cams"
 

@@ -13,19 +13,6 @@ from stream.config import BoTSORTConfig, ByteTrackConfig, OCSORTConfig
 from stream.detectors import GroundTruthDetector, read_mot_file
 from stream.mtmc import Predictions, prediction_lines, score_mot
 from stream.tracking import TRACKERS, build_tracker, parse_tracker_config
-from trainer.synth.video import VideoConfig, write_videos
-
-
-@pytest.fixture(scope="module")
-def scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("tracking") / "synth"
-    write_videos(
-        VideoConfig(cameras=2, people=3, seconds=3, size=(320, 180)),
-        out,
-        workers=1,
-        show_progress=False,
-    )
-    return out
 
 
 def track_sequence(tracker_spec: str, gt_path: Path, fps: float) -> tuple[dict, list, list]:
