@@ -45,7 +45,7 @@ def test_config_builds_and_returns_reid_features(path: Path) -> None:
     cfg = load_model_config(path, random_unless_shipped(path))
     model = build_model(cfg).eval()
     with torch.no_grad():
-        features = model(torch.randn(4, 3, 256, 128))
+        features = model(torch.randn(4, 3, *cfg.input_size))  # 256×128 unless the config says
     assert isinstance(features, ReIDFeatures)
     k, d = cfg.heads.num_parts, model.dim
     assert features.global_features.shape == (4, d)
@@ -53,5 +53,6 @@ def test_config_builds_and_returns_reid_features(path: Path) -> None:
     assert features.visibility.shape == (4, k)
     assert features.keypoints.shape == (4, k, 2)
     assert features.jacobians.shape == (4, k, 2, 2)
-    assert features.segmentation.shape == (4, k + 1, 16, 8)
+    height, width = cfg.input_size
+    assert features.segmentation.shape == (4, k + 1, height // 16, width // 16)
     assert all(torch.isfinite(t).all() for t in features.as_dict().values())
