@@ -25,9 +25,11 @@ from test_model import tiny_model_config
 from reid_core import ReIDFeatures, build_model, save
 from reid_core.config import deep_merge
 from reid_core.runtime import MALLOC_ENV
+from stream.camera import CropSender
 from stream.cli import main as stream_main
 from stream.gallery import Appearance, Gallery, GalleryConfig, Tracklet
-from stream.routing import CropRouter, worker_for
+from stream.routing import worker_for
+from stream.security import CurveConfig
 from stream.wire import (
     AssignmentMessage,
     CropMessage,
@@ -266,14 +268,21 @@ def test_two_workers_share_a_stream_without_losing_or_duplicating_a_crop(
     for thread in threads:
         thread.start()
     rng = np.random.default_rng(2)
-    with CropRouter([f"ipc://{tmp_path}/crops{i}" for i in range(2)]) as router:
-        for frame in range(crops_per_track):
-            for camera, track in tracks:
-                image = person_crop(PERSON_A if track % 2 else PERSON_B, rng)
-                router.send(crop_message(camera, track, frame, image))
+    context = zmq.Context()
+    endpoints = [f"ipc://{tmp_path}/crops{i}" for i in range(2)]
+    # the camera stage's own sender, routing by worker_for; queues large enough to drop nothing
+    route = partial(worker_for, num_workers=2)
+    sender = CropSender(context, endpoints, route, 1000, 1000, CurveConfig())
+    for frame in range(crops_per_track):
         for camera, track in tracks:
-            router.send(TrackEndMessage(camera=camera, track=track, t=9.0))
-        arrived = everything_arrived.wait(timeout=60)
+            image = person_crop(PERSON_A if track % 2 else PERSON_B, rng)
+            sender.send(crop_message(camera, track, frame, image), jpeg_quality=90)
+    for camera, track in tracks:
+        sender.send(TrackEndMessage(camera=camera, track=track, t=9.0), jpeg_quality=90)
+    sender.drain(timeout_s=30)
+    arrived = everything_arrived.wait(timeout=60)
+    sender.close(linger_s=1)
+    context.term()
     for worker in workers:
         worker.stop()
     for thread in threads:
