@@ -52,6 +52,7 @@ from pydantic import BaseModel, ConfigDict
 
 from stream.config import CameraConfig, CamsConfig, CropPolicy, OutputsConfig
 from stream.detectors import VISIBILITY, build_detector
+from stream.mtmc import assignment_record
 from stream.routing import worker_for
 from stream.security import CurveConfig, open_endpoint
 from stream.sources import Frame, FrameSource, open_camera_source
@@ -444,15 +445,7 @@ class CameraStage:
             self.emit(
                 (
                     "assignment",
-                    {
-                        "camera": message.camera,
-                        "track_id": message.track,
-                        "global_id": message.global_id,
-                        "score": message.score,
-                        "is_new": message.is_new,
-                        "frame": frame.index,
-                        "time": frame.timestamp_s,
-                    },
+                    assignment_record(message, frame=frame.index, time=frame.timestamp_s),
                 )
             )
 

@@ -92,6 +92,19 @@ def read_events(path: Path) -> dict[str, Predictions]:
     }
 
 
+def assignment_record(message: Any, **extra: Any) -> dict[str, Any]:
+    """One line of ``assignments.jsonl`` from a wire `AssignmentMessage` (what
+    `read_final_assignments` reads back); ``extra`` adds context such as the frame."""
+    return {
+        "camera": message.camera,
+        "track_id": message.track,
+        "global_id": message.global_id,
+        "score": message.score,
+        "is_new": message.is_new,
+        **extra,
+    }
+
+
 def read_final_assignments(path: Path) -> dict[tuple[str, int], int]:
     """The last global id assigned to each (camera, track) in ``assignments.jsonl``."""
     final: dict[tuple[str, int], int] = {}

@@ -237,6 +237,7 @@ class Supervisor:
             self.state.track_ends.append(payload)
 
     def _record_worker_message(self, frames: list[bytes]) -> None:
+        from stream.mtmc import assignment_record
         from stream.wire import AssignmentMessage, StatsMessage, WireError, decode
 
         try:
@@ -244,14 +245,7 @@ class Supervisor:
         except WireError:
             return
         if isinstance(message, AssignmentMessage):
-            record = {
-                "camera": message.camera,
-                "track_id": message.track,
-                "global_id": message.global_id,
-                "score": message.score,
-                "is_new": message.is_new,
-                "time": message.t,
-            }
+            record = assignment_record(message, time=message.t)
             self.files["assignments"].write(json.dumps(record) + "\n")
             self.state.assignments += 1
             self.state.global_ids.add(message.global_id)
