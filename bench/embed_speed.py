@@ -1,5 +1,5 @@
 """Embedder crops/s (SPEC §7): the full model (configs/model/full.yaml: resnet50, K=10) and a
-light one (configs/model/light_resnet18.yaml) through both runtimes (PyTorch eager, onnxruntime
+light one (configs/model/light_mobilenetv2.yaml) through both runtimes (PyTorch eager, onnxruntime
 CPU), next to a plain torchvision ResNet-50 in PyTorch and in onnxruntime, all interleaved in
 one process with the same threads, at batch 1/8/32; then the ratios against SPEC §7's targets:
 
@@ -97,7 +97,7 @@ def export_plain_resnet50(path: Path) -> Path:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", default=str(ROOT / "configs/model/full.yaml"))
-    parser.add_argument("--light", default=str(ROOT / "configs/model/light_resnet18.yaml"))
+    parser.add_argument("--light", default=str(ROOT / "configs/model/light_mobilenetv2.yaml"))
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds (after a warm-up)")
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads (all cores)")

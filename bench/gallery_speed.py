@@ -27,11 +27,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,8 +52,8 @@ UPSERT_BATCH = 1000
 TARGET_P95_MS = 20.0
 TARGET_REOPEN_S = 5.0
 
-REOPEN_PROBE = """
-import json, resource, sys, time
+REOPEN_PROBE = r"""
+import json, re, sys, time
 import numpy as np
 started = time.perf_counter()
 from stream.gallery import Appearance, Gallery, GalleryConfig
@@ -73,7 +75,8 @@ print(json.dumps({
     "first_search_ms": 1e3 * (searched - opened),
     "points": len(gallery),
     "hits": len(hits),
-    "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the parent bench process
+    "max_rss_mb": int(re.search(r"VmHWM:\s+(\d+)", open("/proc/self/status").read())[1]) / 1024,
 }))
 """
 
@@ -152,10 +155,11 @@ def numpy_search(
     return top[np.argsort(-scores[top])]
 
 
-def measure_size(size: int, args: argparse.Namespace, workdir: Path, progress: Progress) -> dict:
+def make_world(size: int, args: argparse.Namespace) -> World:
+    """The identities behind a gallery of ``size`` tracklets (seeded by the size)."""
     rng = np.random.default_rng(size)
     identities = max(size // TRACKLETS_PER_IDENTITY, 1)
-    world = World(
+    return World(
         global_centres=rng.standard_normal((identities, args.dim), dtype=np.float32),
         part_centres=rng.standard_normal(
             (identities, args.parts, args.dim), dtype=np.float32
@@ -163,6 +167,11 @@ def measure_size(size: int, args: argparse.Namespace, workdir: Path, progress: P
         cameras=args.cameras,
         rng=rng,
     )
+
+
+def measure_size(size: int, args: argparse.Namespace, workdir: Path, progress: Progress) -> dict:
+    world = make_world(size, args)
+    rng, identities = world.rng, len(world.global_centres)
     # A query at the end of the timeline passes "other camera" (7/8) × "last seen within the
     # window" (window / timeline): this window makes the pair pass about half.
     window = TIMELINE_S * 0.5 * args.cameras / (args.cameras - 1)
@@ -247,17 +256,23 @@ def measure_size(size: int, args: argparse.Namespace, workdir: Path, progress: P
     )
     result.update({k: percentiles(v) for k, v in timings.items()})
     result["load_after"] = os.getloadavg()[0]
+    result["bench_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     gallery_bytes = sum(f.stat().st_size for f in config.path.rglob("*") if f.is_file())
     result["gallery_mb_on_disk"] = gallery_bytes / 2**20
+    result["reopen"] = reopen(config, since=TIMELINE_S - window)
+    return result
+
+
+def reopen(config: GalleryConfig, since: float) -> dict:
+    """Open the gallery in a fresh process and search it once (REOPEN_PROBE's figures)."""
     probe = subprocess.run(
-        [sys.executable, "-c", REOPEN_PROBE, config.model_dump_json(), str(TIMELINE_S - window)],
+        [sys.executable, "-c", REOPEN_PROBE, config.model_dump_json(), str(since)],
         capture_output=True,
         text=True,
         check=True,
         cwd=Path(__file__).resolve().parents[1],
     )
-    result["reopen"] = json.loads(probe.stdout)
-    return result
+    return json.loads(probe.stdout)
 
 
 def report(results: list[dict], out: Path, console: Console) -> None:
@@ -286,7 +301,8 @@ def report(results: list[dict], out: Path, console: Console) -> None:
             f"({reopen_verdict} ≤ {TARGET_REOPEN_S:.0f} s), RSS {reopen['max_rss_mb']:.0f} MB; "
             f"filter passes {r['filter_pass_fraction']:.2f}; Edge/NumPy top-N overlap "
             f"{r['edge_vs_numpy_top_n_overlap']:.3f}; upsert {r['upsert_per_s']:,.0f}/s; "
-            f"{r['gallery_mb_on_disk']:,.0f} MB on disk; CPU load {r['load_before']:.1f} → "
+            f"{r['gallery_mb_on_disk']:,.0f} MB on disk; bench process peak RSS so far "
+            f"{r['bench_peak_rss_mb']:,.0f} MB; CPU load {r['load_before']:.1f} → "
             f"{r['load_after']:.1f} on {os.cpu_count()} cores"
         )
     (out / "gallery_speed.json").write_text(json.dumps(results, indent=2))
@@ -320,29 +336,41 @@ def plot(results: list[dict], rows: list[tuple[str, str]], path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def bench_parser(description: str, out: Path) -> argparse.ArgumentParser:
+    """The options every gallery-size bench takes (this one and search_speed.py)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--parts", type=int, default=10)
     parser.add_argument("--cameras", type=int, default=8)
-    parser.add_argument("--top-n", type=int, default=20)
-    parser.add_argument("--out", type=Path, default=Path("runs/bench/gallery_speed"))
+    parser.add_argument("--out", type=Path, default=out)
     parser.add_argument("--keep", action="store_true", help="keep the galleries under --out")
-    args = parser.parse_args(argv)
-    if args.cameras < 2:
-        parser.error("--cameras must be at least 2 (matching is across cameras)")
+    return parser
+
+
+def run_sizes(args: argparse.Namespace, measure: Callable, report: Callable) -> None:
+    """``measure(size, args, workdir, progress)`` at every size, then ``report(results, out,
+    console)``; the galleries live in a temporary folder under --out unless --keep."""
     args.out.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="galleries-", dir=args.out))
     console = Console()
     try:
         with Progress(console=console) as progress:
-            results = [measure_size(size, args, workdir, progress) for size in args.sizes]
+            results = [measure(size, args, workdir, progress) for size in args.sizes]
         report(results, args.out, console)
     finally:
         if not args.keep:
             shutil.rmtree(workdir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = bench_parser(__doc__.split("\n\n")[0], Path("runs/bench/gallery_speed"))
+    parser.add_argument("--top-n", type=int, default=20)
+    args = parser.parse_args(argv)
+    if args.cameras < 2:
+        parser.error("--cameras must be at least 2 (matching is across cameras)")
+    run_sizes(args, measure_size, report)
     return 0
 
 

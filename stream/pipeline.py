@@ -161,16 +161,6 @@ def worker_configs(config: CamsConfig, out: Path, run_id: str) -> list[WorkerPro
     return workers
 
 
-def _write_manifest(config: CamsConfig, worker_config_path: Path) -> None:
-    """Record which model built the embedded gallery, for `stream search`."""
-    from stream.gallery import write_manifest
-    from stream.worker_config import load_worker_config
-
-    worker = load_worker_config(worker_config_path)
-    if worker.gallery.path is not None:
-        write_manifest(worker.gallery.path, worker.gallery, worker.embedder)
-
-
 class Supervisor:
     """Runs the camera processes and workers of one `stream run` and records their reports."""
 
@@ -185,8 +175,6 @@ class Supervisor:
         run_id = f"{os.getpid()}-{int(time.time() * 1000) % 100000}"
         self.external = bool(config.workers.crop_endpoints)
         self.workers = [] if self.external else worker_configs(config, out, run_id)
-        if self.workers:
-            _write_manifest(config, self.workers[0].config_path)
         self.crop_endpoints = (
             list(config.workers.crop_endpoints)
             if self.external

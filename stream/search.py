@@ -69,30 +69,18 @@ def read_query_crop(path: Path) -> np.ndarray:
     return image
 
 
-def aggregate_query(features):
-    """Several crops of one person → one query: visibility-weighted part features, mean global."""
-    from reid_core import ReIDFeatures
-
-    weights = features.visibility / features.visibility.sum(0, keepdim=True).clamp_min(1e-6)
-    return ReIDFeatures(
-        global_features=features.global_features.mean(0, keepdim=True),
-        part_features=(features.part_features * weights.unsqueeze(-1)).sum(0, keepdim=True),
-        visibility=features.visibility.max(0, keepdim=True).values,
-        keypoints=features.keypoints[:1],
-        jacobians=features.jacobians[:1],
-        segmentation=features.segmentation[:1],
-    )
-
-
 def search_images(args: argparse.Namespace, gallery, embedder) -> tuple[list[Appearance], dict]:
     """Rank the gallery's tracklets for the query crops; returns rows and what the sheet needs."""
-    from stream.gallery import Appearance as GalleryAppearance
+    from stream.gallery.pooling import RunningAppearance
+    from stream.worker_config import TrackletConfig
 
     crops = [read_query_crop(Path(p)) for p in args.image]
     features = embedder.embed(crops)
-    query = aggregate_query(features)
+    # several crops of the person are pooled as the worker pools a tracklet's crops
+    query = RunningAppearance(embedder.dim, embedder.num_parts, TrackletConfig().outlier_distance)
+    query.add_features(features)
     hits = gallery.search(
-        GalleryAppearance.from_features(query),
+        query.appearance(),
         limit=args.top_k,
         camera=args.camera,
         since=args.since,

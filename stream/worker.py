@@ -11,15 +11,7 @@ at its end (a track_end message, ``idle_timeout_s`` without crops, or the worker
 crops came since the last match. A tracklet that ends before ``min_crops`` is matched with what
 it has, so every tracklet with a valid crop gets an identity.
 
-Pooling a tracklet's crops (`RunningAppearance`): each crop gets a weight
-w = max(score, 0.05) · max(mean part visibility, 0.05) — confident detections of unoccluded
-people count most — scaled by (outlier_distance / δ)² when its global feature is δ > outlier
-distance (cosine) from the running mean of the crops before it (from the third crop on), so a
-few crops of the wrong person (a tracker swap) or of an occluder barely move the mean. The
-global vector is the w-weighted mean of unit global features; part k is the w·v_k-weighted mean
-of its unit part features (a crop where part k is hidden adds nothing to it); the tracklet's
-visibility v_k is the w-weighted mean of the crops' v_k (SPEC §2.7 then counts a part by how
-reliably the tracklet saw it).
+Pooling a tracklet's crops: `stream.gallery.pooling.RunningAppearance`.
 
 Counters: received (messages), embedded (crops), dropped_malformed, batches, tracklets
 (started), track_ends, assignments. Gauges: latency p50/p95 (ms from the receipt of the message
@@ -51,7 +43,8 @@ import numpy as np
 import zmq
 
 from reid_core.runtime.embedder import Embedder
-from stream.gallery import Appearance, Gallery, GalleryConfig, Tracklet
+from stream.gallery import Gallery, GalleryConfig, Tracklet, write_manifest
+from stream.gallery.pooling import RunningAppearance
 from stream.security import open_endpoint, stop_authenticator
 from stream.wire import (
     AssignmentMessage,
@@ -66,8 +59,6 @@ from stream.worker_config import TrackletConfig, WorkerConfig
 
 log = logging.getLogger(__name__)
 
-MIN_WEIGHT_FACTOR = 0.05  # a crop with score 0 or no visible part still counts a little
-OUTLIER_MIN_CROPS = 2  # the running mean needs this many crops before it judges outliers
 SAMPLE_WINDOW = 1024  # latency samples kept for the percentiles
 POLL_CAP_S = 0.1  # longest poll, so stop() is noticed within this
 IDLE_CHECK_S = 1.0
@@ -82,61 +73,6 @@ COUNTER_NAMES = (
 )
 
 TrackletKey = tuple[str, int]
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=-1, keepdims=True)
-    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
-
-
-class RunningAppearance:
-    """One tracklet's crops pooled into an `Appearance` (weights: the module docstring)."""
-
-    def __init__(self, dim: int, num_parts: int, outlier_distance: float) -> None:
-        self.outlier_distance = outlier_distance
-        self.count = 0
-        self.weight = 0.0
-        self.global_sum = np.zeros(dim)
-        self.part_sum = np.zeros((num_parts, dim))
-        self.part_weight = np.zeros(num_parts)  # Σ w·v_k: part k's pool weight
-
-    def add(
-        self,
-        global_feature: np.ndarray,
-        part_features: np.ndarray,
-        visibility: np.ndarray,
-        score: float,
-    ) -> float:
-        """Pool one crop's features ([d], [K, d], [K]); returns the weight it got."""
-        direction = _unit(global_feature.astype(np.float64))
-        quality = float(visibility.mean()) if visibility.size else 1.0
-        weight = max(score, MIN_WEIGHT_FACTOR) * max(quality, MIN_WEIGHT_FACTOR)
-        if self.count >= OUTLIER_MIN_CROPS:
-            distance = 1.0 - float(direction @ _unit(self.global_sum))
-            if distance > self.outlier_distance:
-                weight *= (self.outlier_distance / distance) ** 2
-        part_weights = weight * visibility.astype(np.float64)
-        self.global_sum += weight * direction
-        self.part_sum += part_weights[:, None] * _unit(part_features.astype(np.float64))
-        self.part_weight += part_weights
-        self.weight += weight
-        self.count += 1
-        return weight
-
-    def appearance(self) -> Appearance:
-        if self.count == 0:
-            raise ValueError("a tracklet with no embedded crop has no appearance")
-        parts = np.divide(
-            self.part_sum,
-            self.part_weight[:, None],
-            out=np.zeros_like(self.part_sum),
-            where=self.part_weight[:, None] > 0,
-        )
-        return Appearance(
-            global_vector=self.global_sum / self.weight,
-            part_vectors=parts,
-            visibility=np.clip(self.part_weight / self.weight, 0.0, 1.0),
-        )
 
 
 @dataclass
@@ -171,34 +107,6 @@ class TrackletState:
 class PendingCrop:
     message: CropMessage
     received_at: float
-
-
-class PartitionedIdGallery(Gallery):
-    """A `Gallery` whose new global ids are ≡ ``id_index`` (mod ``id_count``), so workers that
-    share one gallery server never give the same new id to different people.
-
-    `Gallery` keeps its next id in ``_next_global_id`` (set when opened, advanced by a new
-    identity and by `add`); this property takes that attribute over and rounds every value
-    assigned to it up into the worker's residue class. With one worker it changes nothing.
-    """
-
-    id_index = 0
-    id_count = 1
-
-    @property
-    def _next_global_id(self) -> int:
-        return self._partitioned_next_id
-
-    @_next_global_id.setter
-    def _next_global_id(self, value: int) -> None:
-        self._partitioned_next_id = value + (self.id_index - value) % self.id_count
-
-    def partition_ids(self, index: int, count: int) -> None:
-        """From now on hand out new ids ≡ index (mod count)."""
-        if not 0 <= index < count:
-            raise ValueError(f"id partition index {index} must lie in [0, {count})")
-        self.id_index, self.id_count = index, count
-        self._next_global_id = self._partitioned_next_id
 
 
 def fit_gallery_config(config: GalleryConfig, embedder: Embedder) -> GalleryConfig:
@@ -257,11 +165,15 @@ class Worker:
         publish: Callable[[WireMessage], None] | None = None,
         embedder: Embedder | None = None,
     ) -> Worker:
-        """Open the configured gallery (sized to the model, ids partitioned among the workers)
-        and embedder, unless an open ``embedder`` is given."""
+        """Open the configured gallery (sized to the model, ids partitioned among the workers;
+        an embedded one gets its manifest) and embedder, unless an open ``embedder`` is given."""
         embedder = embedder or config.embedder.open()
-        gallery = PartitionedIdGallery.open(fit_gallery_config(config.gallery, embedder))
-        gallery.partition_ids(config.worker_index, config.num_workers)
+        gallery_config = fit_gallery_config(config.gallery, embedder).model_copy(
+            update={"id_offset": config.worker_index, "id_stride": config.num_workers}
+        )
+        gallery = Gallery.open(gallery_config)
+        if gallery_config.path is not None:  # `stream search` embeds with the same model
+            write_manifest(gallery_config.path, gallery_config, config.embedder)
         return cls(config, embedder, gallery, publish)
 
     # ---- messages in ----------------------------------------------------------------------

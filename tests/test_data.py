@@ -397,3 +397,63 @@ def test_cli_summary_and_batch_preview(tmp_path: Path, capsys: pytest.CaptureFix
 
     assert data_command(["--dataset", "dukemtmcreid", "--root", str(root)]) == 2
     assert "naming" in capsys.readouterr().out
+
+
+def write_keypoints(
+    root: Path, images: dict[str, list], names: list[str], name: str = "keypoints.json"
+) -> Path:
+    path = root / name
+    path.write_text(json.dumps({"joint_names": names, "images": images}))
+    return path
+
+
+def test_a_keypoint_file_gives_real_images_their_joints(tmp_path: Path) -> None:
+    from trainer.data import ImageDataset, TransformConfig, attach_keypoints, build_transforms
+
+    write_tree(tmp_path, MARKET_FILES)
+    names = ["head", "left_ankle", "right_ankle"]
+    given = [[4, 2, 1], [2, 15, 0.9], [6, 15, 0.2]]  # a confidence below 0.5 is invisible
+    write_keypoints(tmp_path, {"bounding_box_train/0002_c1s1_000451_03.jpg": given}, names)
+    dataset = attach_keypoints(build_dataset("market1501", tmp_path), "keypoints.json")
+
+    assert dataset.joint_names == tuple(names)
+    by_name = {r.path.name: r.extras["joints"] for r in dataset.train}
+    assert by_name["0002_c1s1_000451_03.jpg"] == [[4, 2, 1], [2, 15, 1], [6, 15, 0]]
+    assert by_name["0007_c3s1_000551_01.jpg"] == [[0, 0, 0]] * 3  # no entry: nothing visible
+    assert all("joints" in r.extras for r in dataset.query + dataset.gallery)
+
+    _, test_tf = build_transforms(TransformConfig(height=16, width=8), dataset.joint_names)
+    images = ImageDataset(dataset.train, test_tf)
+    sample = next(
+        images[i] for i, r in enumerate(images.records) if r.path.name.startswith("0002_c1")
+    )
+    assert sample["joints"].shape == (3, 3)
+    assert sample["joints"][:, 2].tolist() == [1, 1, 0]
+    assert sample["joints"][0, :2].tolist() == pytest.approx([0.0, -0.75])  # pixel → [-1, 1]
+
+
+def test_bad_keypoint_files_are_named_and_change_nothing(tmp_path: Path) -> None:
+    from trainer.data import KeypointFileError, attach_keypoints
+
+    write_tree(tmp_path, MARKET_FILES)
+    dataset = build_dataset("market1501", tmp_path)
+    names = ["head", "neck"]
+    cases = {
+        "missing.json": "does not exist",
+        write_keypoints(tmp_path, {"train/0002.jpg": [[1, 1, 1]] * 2}, names, "a.json"): (
+            "none of its 1"
+        ),
+        write_keypoints(
+            tmp_path, {"query/0010_c1s1_000151_01.jpg": [[1, 1]] * 2}, names, "b.json"
+        ): ("'query/0010_c1s1_000151_01.jpg' has a joint that is not"),
+        write_keypoints(
+            tmp_path, {"query/0010_c1s1_000151_01.jpg": [[1, 1, 1]]}, names, "c.json"
+        ): ("'query/0010_c1s1_000151_01.jpg' must list 2 joints"),
+        write_keypoints(tmp_path, {}, [], "d.json"): "'joint_names' must be a non-empty list",
+    }
+    assert len(cases) == 5
+    for path, message in cases.items():
+        with pytest.raises(KeypointFileError, match=message):
+            attach_keypoints(dataset, path)
+    assert dataset.joint_names is None
+    assert not any("joints" in r.extras for r in dataset.train + dataset.query + dataset.gallery)

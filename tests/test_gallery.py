@@ -21,6 +21,7 @@ from stream.gallery import (
     Tracklet,
     TrackletRecord,
 )
+from stream.gallery.edge import EDGE_FILTER_MODELS, EdgeBackend
 from stream.gallery.server import ServerBackend
 
 pytestmark = [
@@ -180,6 +181,17 @@ def test_part_distance_reranks_candidates_whose_global_vectors_tie(reopen) -> No
     assert decided.global_id == a.global_id != b.global_id and not decided.is_new
 
 
+def test_an_identity_already_on_the_camera_meanwhile_is_not_lent_again(reopen) -> None:
+    gallery = reopen()
+    alice, twin = Person(60), Person(60)  # the same vectors: only the camera rule tells them apart
+    first = gallery.match(tracklet("cam-a", 1, alice.sighting(), t=0.0))
+    assert gallery.match(tracklet("cam-b", 1, alice.sighting(), t=5.0)).global_id == 1
+    overlapping = gallery.match(tracklet("cam-b", 2, twin.sighting(), t=5.5))  # cam-b track 1 too
+    later = gallery.match(tracklet("cam-b", 3, alice.sighting(), t=20.0))  # after track 1 ended
+    assert overlapping.is_new and overlapping.global_id != first.global_id
+    assert not later.is_new and later.global_id == first.global_id
+
+
 def test_time_window_keeps_old_tracklets_out(reopen) -> None:
     gallery = reopen(time_window_s=10.0)
     alice, bob = Person(6), Person(7)
@@ -225,6 +237,72 @@ def test_imported_records_keep_their_ids_and_move_the_sequence_on(reopen) -> Non
     assert gallery.next_global_id == 8 and gallery.get("cam-a", 1).global_id == 3
     assert gallery.match(tracklet("cam-b", 1, Person(41).sighting())).global_id == 3
     assert gallery.match(tracklet("cam-b", 2, Person(42).sighting())).global_id == 8
+
+
+def test_partitioned_ids_never_collide_and_continue_after_reopening(reopen) -> None:
+    strangers = [tracklet(f"cam-{i}", i, Person(50 + i).sighting()) for i in range(3)]
+    gallery = reopen(id_offset=1, id_stride=3)
+    matches = gallery.match_batch(strangers)
+    assert [m.global_id for m in matches] == [1, 4, 7] and all(m.is_new for m in matches)
+    gallery.close()
+
+    for offset, next_id in [(1, 10), (0, 9)]:  # this worker again, then another one
+        reopened = reopen(id_offset=offset, id_stride=3)
+        assert reopened.next_global_id == next_id
+        reopened.close()
+    with pytest.raises(ValueError, match="id_offset 3 must lie in"):
+        reopen(id_offset=3, id_stride=3)
+
+
+def test_planned_filtered_search_answers_as_the_filtered_search_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Edge's planned search (unfiltered top-N·factor checked in Python, else the filtered
+    search) returns what the filtered search returns, for filters passing most or few points."""
+    rng = np.random.default_rng(0)
+    config = GalleryConfig(
+        path=tmp_path / "g", vector_size=DIM, num_parts=PARTS, top_n=5, durability="wal"
+    )
+    records = [
+        TrackletRecord(
+            camera=f"cam-{i % 4}",
+            track=i,
+            t_first=float(i),
+            t_last=float(i) + 2.0,
+            appearance=Person(1000 + i).sighting(),
+            global_id=i + 1,
+        )
+        for i in range(400)
+    ]
+    queries = [Appearance(rng.normal(size=DIM), rng.normal(size=(PARTS, DIM)), ALL_VISIBLE)]
+    queries += [records[7].appearance]
+    filters = [
+        dict(exclude_camera="cam-1"),  # passes 3/4: answered from the unfiltered top 20
+        dict(exclude_camera="cam-1", since=50.0),  # most pass
+        dict(camera="cam-2", until=30.0),  # 8 of 400 pass: falls back to the filtered search
+        dict(camera="cam-3", since=390.0),  # 3 pass: fewer than the limit
+    ]
+    answers, filtered_searches = {}, []
+    nearest = EdgeBackend._nearest
+
+    def counting_nearest(self, vector, limit, where, exact):
+        filtered_searches[-1] += where.build(EDGE_FILTER_MODELS) is not None
+        return nearest(self, vector, limit, where, exact)
+
+    monkeypatch.setattr(EdgeBackend, "_nearest", counting_nearest)
+    for factor in (1, 4):
+        filtered_searches.append(0)
+        with Gallery.open(config.model_copy(update={"edge_prefilter_factor": factor})) as g:
+            if factor == 1:
+                g.add(records)
+            answers[factor] = [
+                [(h.record.track, round(h.similarity, 5)) for h in g.search(q, 5, **f)]
+                for q in queries
+                for f in filters
+            ]
+    assert answers[4] == answers[1]
+    assert [len(a) for a in answers[1][:4]] == [5, 5, 5, 3]
+    assert filtered_searches == [len(filters) * len(queries), 4]
 
 
 def test_a_gallery_of_another_model_is_refused_and_left_intact(reopen) -> None:

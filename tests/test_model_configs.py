@@ -27,6 +27,7 @@ EXPECTED = {
     "light_resnet18.yaml",
     "light_mobilenetv2.yaml",
     "cpu_small.yaml",
+    "full_stride2.yaml",
 }
 
 
@@ -54,5 +55,6 @@ def test_config_builds_and_returns_reid_features(path: Path) -> None:
     assert features.keypoints.shape == (4, k, 2)
     assert features.jacobians.shape == (4, k, 2, 2)
     height, width = cfg.input_size
-    assert features.segmentation.shape == (4, k + 1, height // 16, width // 16)
+    stride = 16 if cfg.backbone.last_stride == 1 else 32
+    assert features.segmentation.shape == (4, k + 1, height // stride, width // stride)
     assert all(torch.isfinite(t).all() for t in features.as_dict().values())

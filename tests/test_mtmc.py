@@ -62,6 +62,19 @@ def test_perfect_predictions_score_one(scene: Path, tmp_path: Path) -> None:
     assert evaluate_run(run_dir, scene / "cams.yaml")["IDF1"] == pytest.approx(1.0)
 
 
+def test_the_no_reid_yardstick_is_a_run_whose_tracklets_keep_their_own_ids(
+    scene: Path, tmp_path: Path
+) -> None:
+    events = ground_truth_events(scene_gt(scene))
+    perfect = evaluate_run(write_run(tmp_path / "perfect", events), scene)
+    for event in events:
+        event["global_id"] = None
+    unmatched = evaluate_run(write_run(tmp_path / "unmatched", events), scene)
+    assert unmatched["IDF1"] == pytest.approx(perfect["IDF1_without_reid"])
+    assert unmatched["IDF1_without_reid"] == pytest.approx(perfect["IDF1_without_reid"])
+    assert perfect["IDF1_without_reid"] < 0.9  # people walk through both cameras
+
+
 def test_swapped_global_ids_hurt_only_the_cross_camera_score(scene: Path, tmp_path: Path) -> None:
     swap = {"cam2": {1: 2, 2: 1}}  # cam2 calls person 1 "2" and person 2 "1"
     run_dir = write_run(tmp_path / "run", ground_truth_events(scene_gt(scene), swap))

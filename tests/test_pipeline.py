@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from stream_setup import write_tiny_stream
+from stream_setup import TINY_MODEL, write_tiny_stream
 
 from stream.pipeline import Supervisor, run_pipeline
 
@@ -46,6 +46,7 @@ def test_run_writes_events_videos_summary_and_cross_camera_ids(scene: Path) -> N
 
     manifest = read_manifest(out / "gallery")
     assert manifest is not None and manifest.embedder.runtime == "torch"
+    assert manifest.gallery.vector_size == TINY_MODEL["transformer"]["d_model"]  # not 512
 
 
 def test_a_killed_worker_is_restarted_and_the_run_finishes(scene: Path) -> None:

@@ -113,3 +113,19 @@ def test_missing_foreign_and_empty_inputs_are_clear_errors(
         embedder.embed([])
     with pytest.raises(ValueError, match="crop 1"):
         embedder.embed([np.zeros((8, 4, 3), np.uint8), np.zeros((8, 4), np.uint8)])
+
+
+def test_gpu_providers_whose_libraries_do_not_load_are_not_asked_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from reid_core.runtime import onnx_runtime
+
+    monkeypatch.setattr(onnx_runtime.sys, "platform", "linux")
+    monkeypatch.setattr(onnx_runtime.ort, "get_available_providers", lambda: [TENSORRT, CUDA, CPU])
+    monkeypatch.setattr(
+        onnx_runtime,
+        "NATIVE_LIBRARIES",
+        {TENSORRT: ("libnvinfer-absent.so.0",), CUDA: ("libc.so.6",)},
+    )
+    assert onnx_runtime.usable_providers() == [CUDA, CPU]
+    assert requested_providers("auto") == [CUDA, CPU]

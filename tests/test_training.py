@@ -40,11 +40,11 @@ def tiny_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture()
-def tiny_config(tmp_path: Path, tiny_set: Path) -> Path:
+def write_tiny_config(path: Path, data: dict, **changes: object) -> Path:
+    """A two-epoch CPU training config of the tiny model on ``data``, with ``changes``."""
     config = {
         "model": TINY_MODEL,
-        "data": {"dataset": "synthetic", "root": str(tiny_set), "num_workers": 0},
+        "data": {"num_workers": 0, **data},
         "transforms": {"height": 64, "width": 32, "pad": 2},
         "sampler": {"identities_per_batch": 4, "images_per_identity": 4},
         "optimizer": {"lr": 0.01},
@@ -53,10 +53,17 @@ def tiny_config(tmp_path: Path, tiny_set: Path) -> Path:
         "amp": "off",
         "max_steps_per_epoch": 2,
         "eval": {"every": 0},
+        **changes,
     }
-    path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+@pytest.fixture()
+def tiny_config(tmp_path: Path, tiny_set: Path) -> Path:
+    return write_tiny_config(
+        tmp_path / "tiny.yaml", {"dataset": "synthetic", "root": str(tiny_set)}
+    )
 
 
 def test_overrides_address_nested_fields_and_bad_ones_are_named(tiny_config: Path) -> None:
@@ -166,3 +173,42 @@ def test_torchrun_two_processes_with_gloo(tiny_config: Path, tmp_path: Path) -> 
     with torch.no_grad():
         features = model(torch.randn(2, 3, 64, 32))
     assert isinstance(features, ReIDFeatures) and features.global_features.shape == (2, 32)
+
+
+def test_row6_on_a_real_layout_learns_keypoints_from_a_keypoint_file(tmp_path: Path) -> None:
+    """Ablation row #6 on Market-1501 naming: joints from `data.keypoints`, supervised for the
+    first epoch, then the keypoint branch is frozen (no supervision term any more)."""
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    names = {
+        "bounding_box_train": [
+            f"{pid:04d}_c{c}s1_00{i}451_01.jpg"
+            for pid in (2, 7, 9)
+            for c, i in [(1, 1), (2, 2), (3, 3), (1, 4)]
+        ],
+        "query": ["0010_c1s1_000151_01.jpg"],
+        "bounding_box_test": ["0010_c2s1_000451_01.jpg"],
+    }
+    joints = {}
+    for folder, files in names.items():
+        for name in files:
+            (tmp_path / folder).mkdir(exist_ok=True)
+            cv2.imwrite(str(tmp_path / folder / name), rng.integers(0, 255, (64, 32, 3), np.uint8))
+            joints[f"{folder}/{name}"] = [[16, 6, 1], [10, 60, 1], [22, 60, 1]]
+    (tmp_path / "pose.json").write_text(
+        json.dumps({"joint_names": ["head", "left_ankle", "right_ankle"], "images": joints})
+    )
+    path = write_tiny_config(
+        tmp_path / "row6.yaml",
+        {"dataset": "market1501", "root": str(tmp_path), "keypoints": "pose.json"},
+        model={**TINY_MODEL, "heads": {"num_parts": 3, "keypoints": "pretrained"}},
+        sampler={"identities_per_batch": 2, "images_per_identity": 4},
+        keypoint_pretraining={"epochs": 1},
+        max_steps_per_epoch=1,
+    )
+    train(path, tmp_path / "out")
+    history = [json.loads(line) for line in (tmp_path / "out" / "history.jsonl").open()]
+    assert history[0]["keypoint_supervision"] > 0
+    assert "keypoint_supervision" not in history[1] and "equivariance" not in history[1]

@@ -27,7 +27,8 @@ from reid_core.config import deep_merge
 from reid_core.runtime import MALLOC_ENV
 from stream.camera import CropSender
 from stream.cli import main as stream_main
-from stream.gallery import Appearance, Gallery, GalleryConfig, Tracklet
+from stream.gallery import Gallery, GalleryConfig
+from stream.gallery.pooling import RunningAppearance
 from stream.routing import worker_for
 from stream.security import CurveConfig
 from stream.wire import (
@@ -38,7 +39,7 @@ from stream.wire import (
     WireMessage,
     decode,
 )
-from stream.worker import PartitionedIdGallery, RunningAppearance, Worker, fit_gallery_config
+from stream.worker import Worker, fit_gallery_config
 from stream.worker_config import WorkerConfig, load_worker_config, parse_worker_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -317,30 +318,6 @@ def test_worker_for_is_stable_across_processes_and_spreads_tracklets() -> None:
     assert sorted(shares) == [0, 1, 2, 3] and min(shares.values()) > 400
     with pytest.raises(ValueError, match="num_workers must be ≥ 1"):
         worker_for("cam1", 1, 0)
-
-
-def test_partitioned_ids_never_collide_and_continue_after_reopening(tmp_path: Path) -> None:
-    config = GalleryConfig(path=tmp_path / "g", vector_size=4, num_parts=1, threshold=0.1)
-
-    def stranger(camera: str, axis: int) -> Tracklet:
-        appearance = Appearance(
-            global_vector=np.eye(4)[axis], part_vectors=np.eye(4)[[axis]], visibility=np.ones(1)
-        )
-        return Tracklet(camera=camera, track=axis, t_first=0, t_last=1, appearance=appearance)
-
-    with PartitionedIdGallery.open(config) as gallery:
-        gallery.partition_ids(1, 3)
-        matches = gallery.match_batch([stranger(f"c{i}", i) for i in range(3)])
-        assert [m.global_id for m in matches] == [1, 4, 7]
-        assert all(m.is_new for m in matches)
-    with PartitionedIdGallery.open(config) as gallery:
-        gallery.partition_ids(1, 3)
-        assert gallery.next_global_id == 10
-    with PartitionedIdGallery.open(config) as gallery:  # another worker on the same store
-        gallery.partition_ids(0, 3)
-        assert gallery.next_global_id == 9
-    with pytest.raises(ValueError, match="index 3"), PartitionedIdGallery.open(config) as gallery:
-        gallery.partition_ids(3, 3)
 
 
 def test_a_bad_worker_config_names_the_field(

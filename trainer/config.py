@@ -24,6 +24,11 @@ class DataConfig(StrictModel):
     dataset: str = "synthetic"
     root: str = "data/synth"
     options: dict[str, Any] = Field(default_factory=dict)
+    keypoints: str | None = Field(
+        None,
+        description="keypoint file with given joints (ablation row #6 on real data; format in "
+        "trainer.data.keypoints), relative to the data set root unless absolute",
+    )
     num_workers: int = Field(2, ge=0)
     on_error: Literal["raise", "skip"] = "raise"
 

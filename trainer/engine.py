@@ -122,6 +122,7 @@ class Trainer:
         from trainer.data import (
             ImageDataset,
             RandomIdentityBatchSampler,
+            attach_keypoints,
             build_dataset,
             build_transforms,
         )
@@ -130,6 +131,8 @@ class Trainer:
         self.out_dir = out_dir
         self.ctx = ctx
         self.dataset = build_dataset(cfg.data.dataset, cfg.data.root, **cfg.data.options)
+        if cfg.data.keypoints is not None:
+            attach_keypoints(self.dataset, cfg.data.keypoints)
         if not self.dataset.train:
             raise ValueError(
                 f"data set {cfg.data.dataset!r} at {cfg.data.root} has no training images "

@@ -7,13 +7,17 @@ dynamic; metadata ``format`` / ``format_version`` / ``model_config`` (the model'
 
 Providers (SPEC §4): TensorRT → CUDA → CPU, keeping those `get_available_providers()` lists.
 A listed provider can still fail to load (onnxruntime-gpu on a machine without CUDA lists
-CUDA, logs that libcublasLt is missing and carries on without it, NOTES "onnxruntime"), so the
-provider in use is read back from the session, never assumed.
+CUDA, logs that libcublasLt is missing and carries on without it, NOTES "onnxruntime"). So on
+Linux a GPU provider is only asked for when its driver library loads (libcuda, and libnvinfer
+for TensorRT), which spares CPU machines onnxruntime's error banners, and the provider in use is
+read back from the session, never assumed.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import sys
 from dataclasses import fields
 from pathlib import Path
 
@@ -36,6 +40,7 @@ TENSORRT, CUDA, CPU = (
     "CUDAExecutionProvider",
     "CPUExecutionProvider",
 )
+NATIVE_LIBRARIES = {TENSORRT: ("libcuda.so.1", "libnvinfer.so.10"), CUDA: ("libcuda.so.1",)}
 PROVIDER_PREFERENCE = {"auto": (TENSORRT, CUDA, CPU), "cuda": (TENSORRT, CUDA), "cpu": (CPU,)}
 GRAPH_OPTIMIZATION = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -45,15 +50,32 @@ GRAPH_OPTIMIZATION = {
 }
 
 
+def _libraries_load(provider: str) -> bool:
+    if not sys.platform.startswith("linux"):
+        return True  # other systems name their libraries differently: let onnxruntime try
+    for name in NATIVE_LIBRARIES.get(provider, ()):
+        try:
+            ctypes.CDLL(name)
+        except OSError:
+            return False
+    return True
+
+
+def usable_providers() -> list[str]:
+    """The providers onnxruntime lists whose native libraries this machine can load."""
+    return [p for p in ort.get_available_providers() if _libraries_load(p)]
+
+
 def requested_providers(device: Device, available: list[str] | None = None) -> list[str]:
     """The providers to ask a session for, best first: the device's preference order kept to
-    those onnxruntime lists (``available`` defaults to `ort.get_available_providers()`)."""
-    available = ort.get_available_providers() if available is None else available
+    ``available`` (default: `usable_providers`)."""
+    available = usable_providers() if available is None else available
     chosen = [p for p in PROVIDER_PREFERENCE[device] if p in available]
     if not chosen:
         raise RuntimeError(
-            f"device {device!r} needs one of {', '.join(PROVIDER_PREFERENCE[device])}; this "
-            f"onnxruntime offers {', '.join(available)}"
+            f"device {device!r} needs one of {', '.join(PROVIDER_PREFERENCE[device])}; "
+            f"onnxruntime can use {', '.join(available)} here (a GPU provider needs the CUDA "
+            "driver's libcuda.so.1, TensorRT also libnvinfer.so.10)"
         )
     return chosen
 

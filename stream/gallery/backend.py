@@ -72,6 +72,16 @@ class CandidateFilter:
             return None
         return models.Filter(must=must or None, must_not=must_not or None)
 
+    def admits(self, payload: dict) -> bool:
+        """Whether a point with this payload passes: the conditions of `build`, checked here."""
+        return (
+            (self.exclude_camera is None or payload["camera"] != self.exclude_camera)
+            and (self.camera is None or payload["camera"] == self.camera)
+            and (self.global_id is None or payload["global_id"] == self.global_id)
+            and (self.t_last_min is None or payload["t_last"] >= self.t_last_min)
+            and (self.t_first_max is None or payload["t_first"] <= self.t_first_max)
+        )
+
 
 @dataclass(frozen=True)
 class StoredPoint:
@@ -83,14 +93,11 @@ class StoredPoint:
     score: float | None = None
 
     @classmethod
-    def of(
-        cls, point: object, score: float | None = None, payload: dict | None = None
-    ) -> StoredPoint:
-        """From either client's point or record (both carry ``id``, ``payload``, ``vector``);
-        ``payload`` stands in for one fetched separately."""
+    def of(cls, point: object, score: float | None = None) -> StoredPoint:
+        """From either client's point or record (both carry ``id``, ``payload``, ``vector``)."""
         return cls(
             id=str(point.id),
-            payload=point.payload if payload is None else payload,
+            payload=point.payload,
             global_vector=np.asarray(point.vector[GLOBAL_VECTOR], dtype=np.float32),
             score=score,
         )

@@ -10,9 +10,14 @@ shared disk. `GalleryConfig.durability` picks which of the two acknowledges a wr
 Edge locks its WAL: a second open of the same folder fails (reported as "open elsewhere").
 
 Speed (bench/gallery_speed.py): at 100k tracklets an exact search costs ~11 ms unfiltered but
-43–48 ms with the matcher's filter (other camera, last seen in the window, passing half), the
-filter being checked point by point; principal/tenant/integer indexes and optimised segments
-did not change that (measured side by side), a NumPy brute force does it in ~10–13 ms.
+43–48 ms with the matcher's filter (other camera, last seen in the window, passing half): Edge
+checks the filter point by point, and principal/tenant/integer indexes and optimised segments
+did not change that (measured side by side). So a filtered search is planned here: first an
+unfiltered exact top-(limit × prefilter_factor) whose payloads are checked in Python; when at
+least ``limit`` of them pass (or the collection held no more) those are the answer, exactly
+the filtered search's (a passing point nearer than the limit-th survivor is nearer than the
+others too, so it was among the top fetched), else the filtered search runs.
+
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ EDGE_INDEX_SCHEMAS = {
     "float": qe.FloatIndexParams(memory=CACHED),
     "integer": qe.IntegerIndexParams(lookup=True, range=True, memory=CACHED),
 }
+# what `CandidateFilter.admits` reads: a planned search fetches only these for its candidates
+FILTERED_FIELDS = qe.PayloadSelector.Include(["camera", "global_id", "t_first", "t_last"])
 T = TypeVar("T")
 CONFIG_FILE = "edge_config.json"  # written by Edge beside its segments (Qdrant Edge docs)
 SCROLL_PAGE = 1024
@@ -58,8 +65,9 @@ SCROLL_PAGE = 1024
 class EdgeBackend(Backend):
     """A Qdrant Edge shard at ``folder``; loaded when it exists, created by `create`."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, prefilter_factor: int = 4) -> None:
         self.folder = folder
+        self.prefilter_factor = prefilter_factor
         self.location = str(folder)
         self._shard: qe.EdgeShard | None = None
         if (folder / CONFIG_FILE).is_file():
@@ -128,22 +136,40 @@ class EdgeBackend(Backend):
     def search(
         self, vector: np.ndarray, limit: int, where: CandidateFilter, exact: bool
     ) -> list[StoredPoint]:
-        """Nearest ids and vectors first, then their payloads by id: on a reopened shard,
-        Edge 0.9 answered a 20-hit filtered query with payloads in 4.5–9.5 ms p50 and the same
-        two steps in 1.7–2.9 ms (2k–5k tracklets, measured side by side)."""
+        """Nearest ids first, then payloads and vectors by id: on a reopened shard, Edge 0.9
+        answered a 20-hit filtered query with payloads in 4.5–9.5 ms p50 and the same two steps
+        in 1.7–2.9 ms (2k–5k tracklets, measured side by side). Filters are planned (above)."""
+        fetch = limit * self.prefilter_factor
+        if where.build(EDGE_FILTER_MODELS) is None or fetch <= limit:
+            return self._points(self._nearest(vector, limit, where, exact))
+        hits = self._nearest(vector, fetch, CandidateFilter(), exact)
+        ids = [hit.id for hit in hits]
+        fields = self._call("read", lambda: self.shard.retrieve(ids, FILTERED_FIELDS, False))
+        payloads = {str(r.id): r.payload for r in fields}
+        passing = [hit for hit in hits if where.admits(payloads[str(hit.id)])][:limit]
+        if len(passing) == limit or len(hits) < fetch:
+            return self._points(passing)
+        return self._points(self._nearest(vector, limit, where, exact))
+
+    def _nearest(
+        self, vector: np.ndarray, limit: int, where: CandidateFilter, exact: bool
+    ) -> list[qe.ScoredPoint]:
         request = qe.QueryRequest(
             limit=limit,
             query=qe.Query.Nearest(vector.tolist(), using=GLOBAL_VECTOR),
             filter=where.build(EDGE_FILTER_MODELS),
-            with_vector=[GLOBAL_VECTOR],
+            with_vector=False,
             with_payload=False,
             params=qe.SearchParams(exact=exact),
         )
-        hits = self._call("search", lambda: self.shard.query(request))
+        return self._call("search", lambda: self.shard.query(request))
+
+    def _points(self, hits: list[qe.ScoredPoint]) -> list[StoredPoint]:
+        """The hits with their payloads and global vectors, in the hits' order."""
         ids = [hit.id for hit in hits]
-        records = self._call("read", lambda: self.shard.retrieve(ids, True, False))
-        payloads = {str(r.id): r.payload for r in records}
-        return [StoredPoint.of(hit, hit.score, payloads[str(hit.id)]) for hit in hits]
+        records = self._call("read", lambda: self.shard.retrieve(ids, True, [GLOBAL_VECTOR]))
+        by_id = {str(r.id): r for r in records}
+        return [StoredPoint.of(by_id[str(hit.id)], hit.score) for hit in hits]
 
     def retrieve(self, ids: list[str]) -> list[StoredPoint]:
         records = self._call("read", lambda: self.shard.retrieve(ids, True, [GLOBAL_VECTOR]))

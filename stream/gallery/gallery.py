@@ -3,8 +3,10 @@
 Matching a tracklet: the top-N stored tracklets by cosine of the global vector, filtered in
 Qdrant to other cameras and a time window, are re-ranked by the occlusion-aware distance
 (SPEC §2.7, `reid_core.distance.occlusion_aware_distance`); the nearest one within the
-threshold lends its global id, otherwise the tracklet founds a new identity. A tracklet already
-in the gallery keeps its global id while its features are updated.
+threshold lends its global id — unless that identity already has another tracklet on this
+camera at an overlapping time (one person is not twice in one view at once; the next candidate
+is tried) — otherwise the tracklet founds a new identity. A tracklet already in the gallery
+keeps its global id while its features are updated.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def _backend(config: GalleryConfig) -> Backend:
     if config.path is not None:
         from stream.gallery.edge import EdgeBackend
 
-        return EdgeBackend(config.path / config.collection)
+        return EdgeBackend(config.path / config.collection, config.edge_prefilter_factor)
     from stream.gallery.server import ServerBackend
 
     api_key = config.api_key or os.environ.get("QDRANT_API_KEY") or None
@@ -79,8 +81,9 @@ class Gallery:
                 f"model makes {config.vector_size}-d ones (vector_size): open it with the "
                 "model that built it, or give a new path/collection; nothing was changed"
             )
-        self._next_global_id = backend.max_global_id() + 1
-        self._check_stored_part_count()
+        last_id = backend.max_global_id()
+        self._next_global_id = self._id_from(last_id + 1)
+        self._check_stored_part_count(last_id)
 
     @classmethod
     def open(cls, config: GalleryConfig) -> Gallery:
@@ -92,10 +95,10 @@ class Gallery:
             backend.close()
             raise
 
-    def _check_stored_part_count(self) -> None:
-        if self._next_global_id == 1:
+    def _check_stored_part_count(self, last_id: int) -> None:
+        if last_id == 0:
             return
-        stored = self._backend.scroll(CandidateFilter(global_id=self._next_global_id - 1))
+        stored = self._backend.scroll(CandidateFilter(global_id=last_id))
         parts = len(stored[0].payload["visibility"])
         if parts != self.config.num_parts:
             raise GalleryError(
@@ -119,6 +122,10 @@ class Gallery:
 
     def __len__(self) -> int:
         return self._backend.count()
+
+    def _id_from(self, value: int) -> int:
+        """The first id ≥ value in this gallery's residue class (id_offset mod id_stride)."""
+        return value + (self.config.id_offset - value) % self.config.id_stride
 
     @property
     def next_global_id(self) -> int:
@@ -179,7 +186,9 @@ class Gallery:
             self._check(record.appearance)
         self._store(records)
         self._acknowledge()
-        self._next_global_id = max([self._next_global_id, *(r.global_id + 1 for r in records)])
+        self._next_global_id = self._id_from(
+            max([self._next_global_id, *(r.global_id + 1 for r in records)])
+        )
 
     def _store(self, records: Sequence[TrackletRecord]) -> None:
         self._backend.upsert(
@@ -191,6 +200,9 @@ class Gallery:
             self._backend.flush()
 
     def _decide(self, tracklet: Tracklet) -> Match:
+        """Join the nearest candidate within the threshold whose identity is not already on
+        this camera meanwhile (one person is not in two places of one view at once), else
+        start a new identity."""
         window = self.config.time_window_s
         candidates = self._ranked(
             tracklet.appearance,
@@ -201,11 +213,26 @@ class Gallery:
             limit=self.config.top_n,
             rerank=True,
         )
-        best = candidates[0] if candidates else None
-        if best is not None and best.distance <= self.config.threshold:
-            return Match(best.record.global_id, best.distance, is_new=False)
-        global_id, self._next_global_id = self._next_global_id, self._next_global_id + 1
-        return Match(global_id, None if best is None else best.distance, is_new=True)
+        for candidate in candidates:
+            if candidate.distance > self.config.threshold:
+                break
+            if not self._on_camera_meanwhile(candidate.record.global_id, tracklet):
+                return Match(candidate.record.global_id, candidate.distance, is_new=False)
+        global_id = self._next_global_id
+        self._next_global_id = self._id_from(global_id + 1)
+        best = candidates[0].distance if candidates else None
+        return Match(global_id, best, is_new=True)
+
+    def _on_camera_meanwhile(self, global_id: int, tracklet: Tracklet) -> bool:
+        """Whether identity ``global_id`` has another tracklet on ``tracklet``'s camera whose
+        time span overlaps it."""
+        overlapping = CandidateFilter(
+            camera=tracklet.camera,
+            global_id=global_id,
+            t_last_min=tracklet.t_first,
+            t_first_max=tracklet.t_last,
+        )
+        return any(p.payload["track"] != tracklet.track for p in self._backend.scroll(overlapping))
 
     def search(
         self,

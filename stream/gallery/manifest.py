@@ -1,6 +1,6 @@
 """Which model built an embedded gallery: a small JSON file beside the shard.
 
-A gallery's vectors are only comparable with the model that made them, so `stream run` records
+A gallery's vectors are only comparable with the model that made them, so the worker records
 the embedder (runtime + model file) and the gallery settings in `<path>/occlureid.json`, and
 `stream search` embeds its query with the same model.
 """

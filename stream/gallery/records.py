@@ -41,7 +41,8 @@ def point_id(camera: str, track: int) -> str:
     return str(uuid.uuid5(POINT_ID_NAMESPACE, f"{camera}\x00{track}"))
 
 
-def _unit_rows(x: np.ndarray) -> np.ndarray:
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length; all-zero rows stay zero."""
     norms = np.linalg.norm(x, axis=-1, keepdims=True)
     return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
 
@@ -157,7 +158,7 @@ class TrackletRecord(Tracklet):
     match_score: float | None = None
 
     def to_payload(self) -> dict:
-        parts = _unit_rows(self.appearance.part_vectors).astype(PART_DTYPE)
+        parts = unit_rows(self.appearance.part_vectors).astype(PART_DTYPE)
         return {
             "camera": self.camera,
             "track": self.track,

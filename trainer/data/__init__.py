@@ -22,6 +22,8 @@ _EXPORTS = {
     "ImageDataset": "trainer.data.image_dataset",
     "UnreadableImageError": "trainer.data.image_dataset",
     "read_rgb": "trainer.data.image_dataset",
+    "KeypointFileError": "trainer.data.keypoints",
+    "attach_keypoints": "trainer.data.keypoints",
     "DATASET_NAMES": "trainer.data.registry",
     "build_dataset": "trainer.data.registry",
     "dataset_options": "trainer.data.registry",

@@ -1,0 +1,79 @@
+"""`stream demo`'s threshold calibration: the matcher replayed on pooled per-camera tracklets."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from reid_core import ReIDFeatures, occlusion_aware_distance
+from stream.demo import calibrate_threshold, pseudo_tracklets
+from stream.gallery import Appearance
+from stream.gallery.records import as_features
+
+DIM, PARTS = 16, 3
+
+
+def sightings(identities: int, cameras: int, noise: float, seed: int = 0):
+    """One tracklet per (identity, camera): the identity's vectors plus noise."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(identities, 1 + PARTS, DIM))
+    appearances, ids, cams = [], [], []
+    for identity in range(identities):
+        for camera in range(cameras):
+            vectors = centres[identity] + noise * rng.normal(size=(1 + PARTS, DIM))
+            appearances.append(Appearance(vectors[0], vectors[1:], np.ones(PARTS)))
+            ids.append(identity + 1)
+            cams.append(camera)
+    return appearances, np.array(ids), np.array(cams)
+
+
+def test_the_threshold_separates_own_identities_from_strangers() -> None:
+    appearances, ids, cams = sightings(identities=12, cameras=3, noise=0.1)
+    threshold = calibrate_threshold(appearances, ids, cams)
+
+    features = as_features(appearances)
+    distances = occlusion_aware_distance(features, features).numpy()
+    other_camera = cams[:, None] != cams[None, :]
+    same = (ids[:, None] == ids[None, :]) & other_camera
+    different = (ids[:, None] != ids[None, :]) & other_camera
+    assert distances[same].max() < threshold < distances[different].min()
+
+
+def test_strangers_alone_get_a_threshold_below_every_distance() -> None:
+    """Nobody is seen twice: every right decision is a new identity."""
+    appearances, ids, cams = sightings(identities=10, cameras=1, noise=0.1)
+    cams = np.arange(len(appearances))  # every tracklet on its own camera
+    threshold = calibrate_threshold(appearances, ids, cams)
+    features = as_features(appearances)
+    distances = occlusion_aware_distance(features, features).numpy()
+    assert threshold < distances[~np.eye(len(ids), dtype=bool)].min()
+
+
+def test_pseudo_tracklets_pool_images_by_identity_and_camera() -> None:
+    def features(rows: list[list[float]]) -> ReIDFeatures:
+        n = len(rows)
+        vectors = torch.tensor(rows, dtype=torch.float32)
+        return ReIDFeatures(
+            global_features=vectors,
+            part_features=vectors[:, None, :],
+            visibility=torch.ones(n, 1),
+            keypoints=torch.zeros(n, 1, 2),
+            jacobians=torch.eye(2).expand(n, 1, 2, 2).clone(),
+            segmentation=torch.zeros(n, 2, 1, 1),
+        )
+
+    record = lambda pid, camid: SimpleNamespace(pid=pid, camid=camid)  # noqa: E731
+    result = SimpleNamespace(
+        query=features([[1, 0], [0, 1]]),
+        gallery=features([[1, 0.1], [5, 5], [0, 3]]),
+        dataset=SimpleNamespace(
+            query=[record(1, 0), record(2, 1)],
+            gallery=[record(1, 0), record(-1, 0), record(2, 0)],
+        ),
+    )
+    appearances, ids, cams = pseudo_tracklets(result)
+    assert list(zip(ids, cams, strict=True)) == [(1, 0), (2, 0), (2, 1)]  # junk left out
+    pooled = appearances[0].global_vector
+    assert pooled[0] > 0.99 and 0 < pooled[1] < 0.1  # both images of identity 1 on camera 0
