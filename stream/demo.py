@@ -21,7 +21,7 @@ import numpy as np
 
 CONFIG_ROOT = Path(__file__).resolve().parents[1] / "configs"
 DEMO_TRAIN_CONFIG = CONFIG_ROOT / "train" / "demo_cpu.yaml"
-DEMO_IDENTITIES = 200  # half train, half test (calibration); ~40 s to render on 2 cores
+DEMO_IDENTITIES = 200  # half train, half test (calibration); 17 s to render on 2 cores
 
 
 def training_key(config: Path, overrides: dict[str, Any]) -> str:
