@@ -279,30 +279,40 @@ def test_planned_filtered_search_answers_as_the_filtered_search_does(
     filters = [
         dict(exclude_camera="cam-1"),  # passes 3/4: answered from the unfiltered top 20
         dict(exclude_camera="cam-1", since=50.0),  # most pass
-        dict(camera="cam-2", until=30.0),  # 8 of 400 pass: falls back to the filtered search
+        dict(camera="cam-2", until=30.0),  # 8 of 400 pass: Edge's filtered search answers
         dict(camera="cam-3", since=390.0),  # 3 pass: fewer than the limit
     ]
-    answers, filtered_searches = {}, []
+    answers, searches = {}, {}
     nearest = EdgeBackend._nearest
 
     def counting_nearest(self, vector, limit, where, exact):
-        filtered_searches[-1] += where.build(EDGE_FILTER_MODELS) is not None
+        filtered = where.build(EDGE_FILTER_MODELS) is not None
+        searches[variant]["filtered" if filtered else "unfiltered"] += 1
         return nearest(self, vector, limit, where, exact)
 
     monkeypatch.setattr(EdgeBackend, "_nearest", counting_nearest)
-    for factor in (1, 4):
-        filtered_searches.append(0)
+    estimate = EdgeBackend._pass_fraction
+    for variant, factor, pass_fraction in [
+        ("filtered only", 1, estimate),
+        ("planned", 4, estimate),
+        ("always planned", 4, lambda self, where: 1.0),  # selective filters fall back
+    ]:
+        monkeypatch.setattr(EdgeBackend, "_pass_fraction", pass_fraction)
+        searches[variant] = {"filtered": 0, "unfiltered": 0}
         with Gallery.open(config.model_copy(update={"edge_prefilter_factor": factor})) as g:
             if factor == 1:
                 g.add(records)
-            answers[factor] = [
+            answers[variant] = [
                 [(h.record.track, round(h.similarity, 5)) for h in g.search(q, 5, **f)]
                 for q in queries
                 for f in filters
             ]
-    assert answers[4] == answers[1]
-    assert [len(a) for a in answers[1][:4]] == [5, 5, 5, 3]
-    assert filtered_searches == [len(filters) * len(queries), 4]
+    assert answers["planned"] == answers["always planned"] == answers["filtered only"]
+    assert [len(a) for a in answers["filtered only"][:4]] == [5, 5, 5, 3]
+    assert searches["filtered only"] == {"filtered": 8, "unfiltered": 0}
+    assert searches["always planned"] == {"filtered": 4, "unfiltered": 8}  # 4 fallbacks
+    # Edge's estimate sends the selective filters to its filtered search without a first scan
+    assert searches["planned"] == {"filtered": 4, "unfiltered": 4}
 
 
 def test_a_gallery_of_another_model_is_refused_and_left_intact(reopen) -> None:
