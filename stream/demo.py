@@ -113,8 +113,13 @@ def calibrate_threshold(
     thresholds = np.concatenate(
         [[distinct[0] - margin], (distinct[:-1] + distinct[1:]) / 2, [distinct[-1] + margin]]
     )
-    accuracy = [np.where(nearest_d <= t, right_if_joined, right_if_new).mean() for t in thresholds]
-    return max(float(thresholds[int(np.argmax(accuracy))]), 1e-6)  # the gallery needs > 0
+    # right decisions at each threshold: joins right among the nearest ≤ t, new ids right above
+    order = np.argsort(nearest_d, kind="stable")
+    joined_right = np.concatenate([[0], np.cumsum(right_if_joined[order])])
+    new_right = np.concatenate([[0], np.cumsum(right_if_new[order])])
+    within = np.searchsorted(nearest_d[order], thresholds, side="right")
+    right = joined_right[within] + new_right[-1] - new_right[within]
+    return max(float(thresholds[int(np.argmax(right))]), 1e-6)  # the gallery needs > 0
 
 
 def demo_cams_yaml(scene: Path, onnx_path: Path, threshold: float, out: Path) -> Path:
