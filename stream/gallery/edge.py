@@ -161,9 +161,10 @@ class EdgeBackend(Backend):
         ~0.05 ms at 100k; it can overestimate a time window ~2×). A filter expected to leave
         fewer than the limit among the unfiltered candidates goes to Edge's filtered search
         directly: for a selective filter that search is quick (it walks the index)."""
-        count = lambda f: self.shard.count(qe.CountRequest(exact=False, filter=f))  # noqa: E731
-        total = self._call("count", lambda: count(None))
-        passing = self._call("count", lambda: count(where.build(EDGE_FILTER_MODELS)))
+        estimate = qe.CountRequest(exact=False, filter=where.build(EDGE_FILTER_MODELS))
+        passing = self._call("count", lambda: self.shard.count(estimate))
+        # not self.count(): an exact count walks the points (~2 ms at 20k), the estimate does not
+        total = self._call("count", lambda: self.shard.count(qe.CountRequest(exact=False)))
         return passing / max(total, 1)
 
     def _nearest(
