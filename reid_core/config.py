@@ -79,7 +79,13 @@ class HeadsConfig(StrictModel):
     S = softmax_j(E(z)·s_j / (√d·τ_s)); the √d is Eq. 1's scaling so a temperature means the
     same for every d_model (logits of std ~1 at init for 0.1). jacobian: ``query`` (an MLP on
     the keypoint query, initialised to I) or ``heatmap_pooled`` (Jacobian maps pooled with H_k
-    as weights, as First Order Motion Model).
+    as weights, as First Order Motion Model). Without a decoder the keypoint queries are the
+    same for every image, so a ``query`` Jacobian would be one constant matrix for all images
+    and L_eq's Jacobian term could not be met: rows #2 and #3 need ``heatmap_pooled``.
+    part_source: the map the part features f_k are pooled from — ``encoder`` (E, the paper)
+    or ``projection`` (the projected backbone map before the encoder's global self-attention,
+    as part-based models such as BPBreID pool from the backbone; the segmentation still comes
+    from E).
     """
 
     num_parts: int = Field(10, ge=0)
@@ -88,6 +94,7 @@ class HeadsConfig(StrictModel):
     heatmap_temperature: float = Field(0.1, gt=0.0)
     segmentation_temperature: float = Field(0.1, gt=0.0)
     jacobian: Literal["query", "heatmap_pooled"] = "query"
+    part_source: Literal["encoder", "projection"] = "encoder"
 
     @model_validator(mode="after")
     def _branches_match_parts(self) -> HeadsConfig:
@@ -118,7 +125,13 @@ class NeckConfig(StrictModel):
 
 
 class LossWeights(StrictModel):
-    """Paper Eq. 9: λ1..λ6 = 1, 1, 1, 1, 10, 5; keypoint_supervision is ablation #6's term."""
+    """Paper Eq. 9: λ1..λ6 = 1, 1, 1, 1, 10, 5; keypoint_supervision is ablation #6's term.
+
+    Beyond the paper, off by default: ``part_supervision`` (cross-entropy of the K+1
+    segmentation against rendered body-part maps grouped into K parts, reid_core.parts) and
+    ``concentration`` (SCOPS' concentration term: each part's spatial variance around its own
+    centroid, against parts spread over the whole crop).
+    """
 
     id_global: float = Field(1.0, ge=0.0)
     tri_global: float = Field(1.0, ge=0.0)
@@ -127,6 +140,8 @@ class LossWeights(StrictModel):
     equivariance: float = Field(10.0, ge=0.0)
     feature_consistency: float = Field(5.0, ge=0.0)
     keypoint_supervision: float = Field(10.0, ge=0.0)
+    part_supervision: float = Field(0.0, ge=0.0)
+    concentration: float = Field(0.0, ge=0.0)
 
 
 class TPSConfig(StrictModel):
@@ -143,8 +158,15 @@ class LossConfig(StrictModel):
     triplet_distance: Eq. 17 writes the squared L2 distance; ``euclidean`` (batch-hard practice)
     keeps the soft margin's scale bounded. part_id: ``per_part`` (one classifier per part, CE
     weighted by visibility) or ``concatenated`` (one classifier on the K concatenated parts).
-    feature_consistency_foreground: L_fc's average over positions weighted by 1 − S^A_0
-    (``weighted``) or over positions with S^A_0 < 0.5 (``threshold``).
+    feature_consistency_softmax: Eq. 10's distributions — ``spatial`` (the paper: each channel
+    of E a softmax over the h×w positions, KL summed over positions, averaged over channels) or
+    ``channel`` (a softmax over channels at each position, KL averaged over A's foreground; a
+    flat E meets it trivially — kept for comparison, NOTES.md).
+    feature_consistency_foreground: with ``channel``, the average over positions weighted by
+    1 − S^A_0 (``weighted``) or over positions with S^A_0 < 0.5 (``threshold``).
+    motion_anchor: where Eq. 5 anchors part k's affine motion — ``centroid`` (the segment's
+    first moment Σ_z S_k(z)·z / Σ_z S_k(z), the paper's s^k, as Motion-supervised Co-part
+    Segmentation) or ``keypoint`` (p_k, the first reading here).
     images_per_identity: the {A, B, C, D} group size of L_fc (consecutive in the batch).
     """
 
@@ -153,7 +175,9 @@ class LossConfig(StrictModel):
     triplet_distance: Literal["euclidean", "squared_euclidean"] = "euclidean"
     part_id: Literal["per_part", "concatenated"] = "per_part"
     tps: TPSConfig = TPSConfig()
+    feature_consistency_softmax: Literal["spatial", "channel"] = "spatial"
     feature_consistency_foreground: Literal["weighted", "threshold"] = "weighted"
+    motion_anchor: Literal["centroid", "keypoint"] = "centroid"
     images_per_identity: int = Field(4, ge=2)
 
 
@@ -168,6 +192,24 @@ class ModelConfig(StrictModel):
     loss: LossConfig = LossConfig()
     num_classes: int = Field(0, ge=0)
     input_size: tuple[int, int] = (256, 128)
+
+    @model_validator(mode="after")
+    def _jacobian_varies_with_the_image(self) -> ModelConfig:
+        heads = self.heads
+        if (
+            heads.num_parts
+            and heads.keypoints != "off"
+            and heads.jacobian == "query"
+            and not self.transformer.use_decoder
+        ):
+            raise ValueError(
+                "heads.jacobian 'query' without a decoder (transformer.use_decoder false) gives "
+                "every image the same Jacobians, so L_eq's Jacobian term cannot be met: use "
+                "heads.jacobian 'heatmap_pooled'"
+            )
+        if heads.part_source == "projection" and not self.transformer.projection:
+            raise ValueError("heads.part_source 'projection' needs transformer.projection true")
+        return self
 
     @model_validator(mode="after")
     def _input_divides_stride(self) -> ModelConfig:

@@ -8,14 +8,22 @@ Stated choices where the paper leaves a gap:
   classifier on the K concatenated part features, unweighted.
 - Lp_tri: the occlusion-aware part distance (visibility-weighted mean of per-part distances,
   visibility detached so a model cannot shrink distances by hiding parts), batch-hard.
-- L_fc: KL(f^A ‖ f^{AX}) per position, averaged with weights 1 − S^A_0 (or S^A_0 < 0.5),
-  the weights detached so the loss cannot fall by declaring everything background; summed over
-  X ∈ {B, C, D}, averaged over identities.
+- L_fc (Eq. 10): ``spatial`` (default, the paper) — each channel of E a distribution over the
+  h×w positions, KL(f^A ‖ f^{AX}) summed over positions, averaged over channels; ``channel`` —
+  a distribution over channels at each position, the KL averaged with weights 1 − S^A_0 (or
+  S^A_0 < 0.5), detached. Part motion is anchored at the segment centroids (Eq. 5's s^k) or the
+  keypoints (``loss.motion_anchor``). Summed over X ∈ {B, C, D}, averaged over identities.
+- L_eq's second forward (the warped batch) normalises with its own batch statistics but does
+  not move BatchNorm's running statistics: the warped images are not the data the model serves.
+- Beyond the paper (weights 0 by default): L_part, the cross-entropy of S against rendered
+  body-part maps grouped into K parts (soft targets: each grid cell's share of each part); and
+  L_con, SCOPS' concentration term, Σ_z S̄_k(z)‖z − c_k‖² with S̄_k = S_k / Σ_z S_k.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +33,18 @@ from torch import nn
 
 from reid_core.config import ModelConfig, load_model_config
 from reid_core.distance import pairwise_distance, part_distance
+from reid_core.heads import soft_argmax
 from reid_core.model import MotionAwareTransformer, TrainOutput
-from reid_core.motion import ThinPlateSpline, dense_motion, inverse_2x2, warp_features
+from reid_core.motion import (
+    ThinPlateSpline,
+    coordinate_grid,
+    dense_motion,
+    inverse_2x2,
+    warp_features,
+)
+from reid_core.parts import part_targets
+
+SEGMENT_MASS_EPS = 1e-6
 
 
 def _check_labels(pids: torch.Tensor, num_classes: int) -> None:
@@ -97,16 +115,69 @@ def feature_consistency_loss(
     feature_a: torch.Tensor,
     feature_ax: torch.Tensor,
     background_a: torch.Tensor,
+    softmax: str = "spatial",
     foreground: str = "weighted",
 ) -> torch.Tensor:
-    """Eq. 10 per pair: channel-softmax distributions, KL(f^A ‖ f^{AX}) at each position,
-    averaged over A's foreground. [P, d, h, w] maps, background_a [P, h, w] → [P]."""
+    """Eq. 10 per pair, KL(f^A ‖ f^{AX}) for [P, d, h, w] maps → [P].
+
+    ``spatial``: each channel a softmax over the h·w positions, the KL summed over positions
+    and averaged over channels (background_a unused). ``channel``: a softmax over channels at
+    each position, the KL averaged over A's foreground (background_a [P, h, w] = S^A_0)."""
+    if softmax == "spatial":
+        log_a = feature_a.float().flatten(2).log_softmax(-1)
+        log_ax = feature_ax.float().flatten(2).log_softmax(-1)
+        return (log_a.exp() * (log_a - log_ax)).sum(-1).mean(-1)
     log_a = feature_a.float().log_softmax(1)
     log_ax = feature_ax.float().log_softmax(1)
     divergence = (log_a.exp() * (log_a - log_ax)).sum(1)  # [P, h, w]
     background = background_a.detach()
     weights = 1.0 - background if foreground == "weighted" else (background < 0.5).to(log_a)
     return (weights * divergence).sum((1, 2)) / weights.sum((1, 2)).clamp_min(1e-6)
+
+
+def segment_centroids(segmentation: torch.Tensor) -> torch.Tensor:
+    """Eq. 5's s^k: first moments Σ_z S_k(z)·z / Σ_z S_k(z) of the K foreground parts of a
+    [B, K+1, h, w] segmentation → [B, K, 2] in [-1, 1]."""
+    parts = segmentation[:, 1:].float()
+    mass = parts.sum((2, 3), keepdim=True) + SEGMENT_MASS_EPS
+    return soft_argmax(parts / mass)
+
+
+def concentration_loss(segmentation: torch.Tensor) -> torch.Tensor:
+    """SCOPS' concentration term: each foreground part's spatial variance around its own
+    centroid, Σ_z S̄_k(z)‖z − c_k‖² (S̄_k = S_k normalised over z), mean over parts and images.
+    A part spread over the whole crop pays the most; a compact one little."""
+    parts = segmentation[:, 1:].float()
+    normalised = parts / (parts.sum((2, 3), keepdim=True) + SEGMENT_MASS_EPS)
+    grid = coordinate_grid(*parts.shape[-2:], device=parts.device, dtype=parts.dtype)
+    centroids = soft_argmax(normalised)  # [B, K, 2]
+    offsets = grid.view(1, 1, *grid.shape) - centroids.view(*centroids.shape[:2], 1, 1, 2)
+    return (normalised * offsets.pow(2).sum(-1)).sum((2, 3)).mean()
+
+
+def part_supervision_loss(segmentation: torch.Tensor, part_maps: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the K+1 segmentation [B, K+1, h, w] against body-part label maps
+    [B, H, W] (reid_core.parts labels, grouped into K parts; soft targets = each cell's share
+    of each part), mean over cells and images."""
+    num_parts = segmentation.shape[1] - 1
+    targets = part_targets(part_maps, num_parts, tuple(segmentation.shape[-2:]))
+    log_probabilities = segmentation.float().clamp_min(1e-8).log()
+    return -(targets * log_probabilities).sum(1).mean()
+
+
+@contextmanager
+def frozen_batchnorm_statistics(model: nn.Module) -> Iterator[None]:
+    """Inside: BatchNorm layers still normalise with the batch's statistics (train mode) but
+    their running mean/variance do not move (momentum 0)."""
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.momentum = 0.0
+    try:
+        yield
+    finally:
+        for layer, momentum in zip(layers, momenta, strict=True):
+            layer.momentum = momentum
 
 
 def keypoint_supervision_loss(keypoints: torch.Tensor, joints: torch.Tensor) -> torch.Tensor:
@@ -141,9 +212,10 @@ def _keypoint_branch_frozen(model: nn.Module) -> bool:
 
 
 class MotionAwareLoss:
-    """Every term of Eq. 9 from one batch; ``loss(model, images, pids, joints=None)`` returns
-    each unweighted term and 'total' (the weighted sum). Terms whose branch is off or whose
-    weight is 0 are absent. L_eq runs the second forward on the TPS-warped batch itself."""
+    """Every term of Eq. 9 from one batch; ``loss(model, images, pids, joints=None,
+    part_maps=None)`` returns each unweighted term and 'total' (the weighted sum). Terms whose
+    branch is off or whose weight is 0 are absent. L_eq runs the second forward on the
+    TPS-warped batch itself. ``part_maps`` [B, H, W] (body-part labels) feed L_part."""
 
     def __init__(
         self,
@@ -159,8 +231,9 @@ class MotionAwareLoss:
         images: torch.Tensor,
         pids: torch.Tensor,
         joints: torch.Tensor | None = None,
+        part_maps: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        return self.compute(model, images, pids, joints)[0]
+        return self.compute(model, images, pids, joints, part_maps)[0]
 
     def compute(
         self,
@@ -168,6 +241,7 @@ class MotionAwareLoss:
         images: torch.Tensor,
         pids: torch.Tensor,
         joints: torch.Tensor | None = None,
+        part_maps: torch.Tensor | None = None,
     ) -> tuple[dict[str, torch.Tensor], TrainOutput]:
         """As ``__call__``, also returning the model's TrainOutput (for accuracy logging)."""
         if not model.training:
@@ -210,6 +284,15 @@ class MotionAwareLoss:
                 )
         if heads.num_parts and heads.keypoints != "off" and weights.feature_consistency:
             terms["feature_consistency"] = self._feature_consistency(output, pids)
+        if heads.num_parts and weights.part_supervision:
+            if part_maps is None:
+                raise ValueError(
+                    "loss.weights.part_supervision > 0 needs body-part label maps: pass "
+                    "part_maps [B, H, W] (the synthetic set's part_maps/, reid_core.parts)"
+                )
+            terms["part_supervision"] = part_supervision_loss(features.segmentation, part_maps)
+        if heads.num_parts and weights.concentration:
+            terms["concentration"] = concentration_loss(features.segmentation)
         terms["total"] = sum(
             (getattr(weights, name) * value for name, value in terms.items()),
             images.new_zeros(()),
@@ -230,7 +313,8 @@ class MotionAwareLoss:
         warp = ThinPlateSpline.random(
             len(images), self.cfg.loss.tps, device=images.device, generator=self.generator
         )
-        warped: TrainOutput = model(warp.warp_images(images))
+        with frozen_batchnorm_statistics(model):
+            warped: TrainOutput = model(warp.warp_images(images))
         x, y = output.features, warped.features
         return equivariance_loss(x.keypoints, x.jacobians, y.keypoints, y.jacobians, warp)
 
@@ -246,18 +330,25 @@ class MotionAwareLoss:
         reference = index[:, :1].expand(-1, group - 1).reshape(-1)
         others = index[:, 1:].reshape(-1)
         features, feature_map = output.features, output.feature_map.float()
-        keypoints, jacobians = features.keypoints.float(), features.jacobians.float()
+        loss_cfg = self.cfg.loss
+        segmentation = features.segmentation.float()
+        if loss_cfg.motion_anchor == "centroid":
+            anchors = segment_centroids(segmentation)
+        else:
+            anchors = features.keypoints.float()
+        jacobians = features.jacobians.float()
         grid = dense_motion(
-            keypoints[reference],
+            anchors[reference],
             jacobians[reference],
-            keypoints[others],
+            anchors[others],
             jacobians[others],
-            features.segmentation[reference].float(),
+            segmentation[reference],
         )
         per_pair = feature_consistency_loss(
             feature_map[reference],
             warp_features(feature_map[others], grid),
-            features.segmentation[reference, 0],
-            self.cfg.loss.feature_consistency_foreground,
+            segmentation[reference, 0],
+            loss_cfg.feature_consistency_softmax,
+            loss_cfg.feature_consistency_foreground,
         )
         return per_pair.view(-1, group - 1).sum(1).mean()

@@ -125,19 +125,23 @@ class MotionAwareTransformer(nn.Module):
         yield self.decoder.keypoint_queries
         yield from self.keypoint_head.parameters()
 
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """Backbone → projection + position → encoder: E [B, d, h, w] (SPEC §2.1-2.3)."""
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Backbone → projection + position → encoder (SPEC §2.1-2.3): E [B, d, h, w] and the
+        map the part features are pooled from (E, or the projected map: heads.part_source)."""
         feature_map = self.backbone(images)
         if self.projection is not None:
             feature_map = self.projection(feature_map)
+        projected = feature_map
         if self.encoder is not None:
             feature_map = to_map(self.encoder(to_tokens(feature_map)), self.grid)
-        return feature_map
+        part_source = projected if self.config.heads.part_source == "projection" else feature_map
+        return feature_map, part_source
 
     def _parts(
-        self, feature_map: torch.Tensor
+        self, feature_map: torch.Tensor, part_source: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """→ part embeddings [B,K,d], visibility [B,K], keypoints, Jacobians, segmentation."""
+        """→ part embeddings [B,K,d] (S-weighted means of ``part_source``), visibility [B,K],
+        keypoints, Jacobians, segmentation (from E)."""
         batch, dim, height, width = feature_map.shape
         if self.decoder is None:
             return (
@@ -152,7 +156,7 @@ class MotionAwareTransformer(nn.Module):
         part_maps = segmentation[:, 1:]
         mass = part_maps.sum((2, 3))  # [B, K] in grid cells
         denominator = mass.unsqueeze(-1) + PART_MASS_EPS
-        embeddings = torch.einsum("bkhw,bdhw->bkd", part_maps, feature_map) / denominator
+        embeddings = torch.einsum("bkhw,bdhw->bkd", part_maps, part_source) / denominator
         visibility = (mass / self.config.visibility.min_cells).clamp(0.0, 1.0)
         if self.keypoint_head is not None:
             _, keypoints, jacobians = self.keypoint_head(feature_map, keypoint_queries)
@@ -162,9 +166,11 @@ class MotionAwareTransformer(nn.Module):
         return embeddings, visibility, keypoints, jacobians, segmentation
 
     def forward(self, images: torch.Tensor) -> ReIDFeatures | TrainOutput:
-        feature_map = self.encode(images)
+        feature_map, part_source = self.encode(images)
         global_embedding = feature_map.mean((2, 3))  # f_g = GAP(E)
-        part_embeddings, visibility, keypoints, jacobians, segmentation = self._parts(feature_map)
+        part_embeddings, visibility, keypoints, jacobians, segmentation = self._parts(
+            feature_map, part_source
+        )
         global_features = self.global_neck(global_embedding)
         part_features = part_embeddings
         if self.part_neck is not None:

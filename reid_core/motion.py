@@ -103,24 +103,25 @@ def inverse_2x2(matrices: torch.Tensor) -> torch.Tensor:
 
 
 def dense_motion(
-    keypoints_a: torch.Tensor,
+    anchors_a: torch.Tensor,
     jacobians_a: torch.Tensor,
-    keypoints_x: torch.Tensor,
+    anchors_x: torch.Tensor,
     jacobians_x: torch.Tensor,
     segmentation_a: torch.Tensor,
 ) -> torch.Tensor:
     """SPEC §2 L_fc (paper Eqs. 3-7): where each position z of A lies in X.
 
-    Part k moves by T_k(z) = p_k^X + J_k^X (J_k^A)⁻¹ (z − p_k^A); the background (channel 0)
-    stays; the field is the S^A-weighted sum. Keypoints [B, K, 2], Jacobians [B, K, 2, 2],
+    Part k moves by T_k(z) = s_k^X + J_k^X (J_k^A)⁻¹ (z − s_k^A), anchored at s_k (Eq. 5: the
+    segment centroids, or the keypoints — loss.motion_anchor); the background (channel 0)
+    stays; the field is the S^A-weighted sum. Anchors [B, K, 2], Jacobians [B, K, 2, 2],
     segmentation_a [B, K+1, h, w] → sampling grid [B, h, w, 2] for ``warp_features``.
     """
     height, width = segmentation_a.shape[-2:]
-    grid = coordinate_grid(height, width, device=segmentation_a.device, dtype=keypoints_a.dtype)
+    grid = coordinate_grid(height, width, device=segmentation_a.device, dtype=anchors_a.dtype)
     local_affine = jacobians_x @ inverse_2x2(jacobians_a)  # [B, K, 2, 2]
-    relative = grid.view(1, 1, height, width, 2) - keypoints_a.view(*keypoints_a.shape[:2], 1, 1, 2)
+    relative = grid.view(1, 1, height, width, 2) - anchors_a.view(*anchors_a.shape[:2], 1, 1, 2)
     parts = torch.einsum("bkij,bkhwj->bkhwi", local_affine, relative)
-    parts = parts + keypoints_x.view(*keypoints_x.shape[:2], 1, 1, 2)
+    parts = parts + anchors_x.view(*anchors_x.shape[:2], 1, 1, 2)
     background = grid.expand(len(parts), 1, height, width, 2)
     motions = torch.cat([background, parts], dim=1)  # [B, K+1, h, w, 2]
     return (segmentation_a.unsqueeze(-1) * motions).sum(1)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 import torch
 from test_model import tiny_model_config
@@ -35,7 +37,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_eval_writes_metrics_table_and_ranked_lists(
-    synthetic_root: Path, checkpoint: Path, tmp_path: Path
+    synthetic_root: Path, checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "eval"
     code = trainer_main(
@@ -64,6 +66,12 @@ def test_eval_writes_metrics_table_and_ranked_lists(
         assert {"rank1", "rank5", "rank10", "mAP", "mINP"} <= set(entry)
         assert all(0.0 <= entry[k] <= 1.0 for k in ("rank1", "rank5", "rank10", "mAP", "mINP"))
         assert entry["rank1"] <= entry["rank5"] <= entry["rank10"]
+        health = entry["part_health"]  # the model has K = 3 parts
+        assert 0.0 <= health["background_fraction"] <= 1.0
+        assert len(health["part_share"]) == len(health["spatial_entropy"]) == 3
+    printed = capsys.readouterr().out
+    assert "Synthetic: part health" in printed and "largest part's share" in printed
+    assert "✓" in printed or "✗" in printed
     table = (out / "table.md").read_text()
     assert "| tiny |" in table and "Synthetic Rank-1" in table and "Market-1501 mAP" in table
     picture = cv2.imread(str(out / "ranked_lists.png"))
@@ -122,3 +130,72 @@ def test_eval_needs_one_root_per_dataset(checkpoint: Path, tmp_path: Path) -> No
                 str(tmp_path),
             ]
         )
+
+
+def _with_part_maps(source: Path, target: Path, labelled: bool) -> Path:
+    """A copy of the synthetic set whose manifest names our own part maps (or none): upper
+    quarter head, then torso, then legs, at twice the crop size (eval resizes them)."""
+    shutil.copytree(source, target)
+    rows = np.repeat(np.array([1, 3, 10, 14], np.uint8), 32)  # head, torso, legs (K = 3 groups)
+    label_map = np.repeat(rows[:, None], 64, axis=1)  # 128×64
+    lines = []
+    for line in (target / "manifest.jsonl").read_text().splitlines():
+        entry = json.loads(line)
+        entry.pop("part_map", None)
+        if labelled:
+            entry["part_map"] = f"test_maps/{Path(entry['path']).stem}.png"
+            (target / "test_maps").mkdir(exist_ok=True)
+            cv2.imwrite(str(target / entry["part_map"]), label_map)
+        lines.append(json.dumps(entry))
+    (target / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+    return target
+
+
+def test_evaluate_model_reports_part_health(
+    synthetic_root: Path, checkpoint: Path, tmp_path: Path
+) -> None:
+    from reid_core import load
+    from reid_core.parts import part_group_names
+
+    model = load(checkpoint)
+    plain = _with_part_maps(synthetic_root, tmp_path / "plain", labelled=False)
+    metrics = evaluate_model(model, "synthetic", plain, batch_size=16).metrics
+    scalars = {
+        "background_fraction",
+        "largest_part_share",
+        "mass_entropy",
+        "spatial_entropy_mean",
+        "spatial_entropy_max",
+        "keypoint_spread",
+        "visibility_mean",
+        "confidence",
+        "part_global_cosine",
+        "part_part_cosine",
+    }
+    for name in scalars:
+        assert isinstance(metrics[f"part_health/{name}"], float), name
+    for name in ("part_share", "spatial_entropy", "visibility"):
+        assert len(metrics[f"part_health/{name}"]) == 3
+    assert "part_health/part_miou" not in metrics  # no label maps in this copy
+
+    labelled = _with_part_maps(synthetic_root, tmp_path / "labelled", labelled=True)
+    metrics = evaluate_model(model, "synthetic", labelled, batch_size=16).metrics
+    assert 0.0 <= metrics["part_health/part_miou"] <= 1.0
+    assert 0.0 <= metrics["part_health/part_purity"] <= 1.0
+    assert 0.0 <= metrics["part_health/background_iou"] <= 1.0
+    assert sorted(metrics["part_health/part_matching"]) == sorted(part_group_names(3))
+
+
+def test_part_maps_that_cannot_be_read_are_named(
+    synthetic_root: Path, checkpoint: Path, tmp_path: Path
+) -> None:
+    from reid_core import load
+
+    root = _with_part_maps(synthetic_root, tmp_path / "broken", labelled=True)
+    query = sorted((root / "occluded_query").glob("*.jpg"))[0]  # the default query split
+    victim = root / "test_maps" / f"{query.stem}.png"
+    victim.write_bytes(b"not a png")
+    from trainer.data.image_dataset import UnreadableImageError
+
+    with pytest.raises(UnreadableImageError, match=f"cannot decode part label map .*{victim.name}"):
+        evaluate_model(load(checkpoint), "synthetic", root, batch_size=16)

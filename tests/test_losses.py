@@ -12,10 +12,14 @@ from reid_core.distance import pairwise_distance
 from reid_core.losses import (
     MotionAwareLoss,
     batch_hard_triplet_loss,
+    concentration_loss,
     freeze_keypoint_branch,
+    frozen_batchnorm_statistics,
     id_loss,
     keypoint_supervision_loss,
     part_id_loss,
+    part_supervision_loss,
+    segment_centroids,
 )
 from reid_core.model import build_model
 
@@ -116,6 +120,65 @@ def test_switched_off_branches_have_no_terms() -> None:
     }
     no_eq = tiny_model_config(num_classes=3, loss={"weights": {"equivariance": 0}}, **SMALL_INPUT)
     assert "equivariance" not in _loss_terms(no_eq)
+
+
+def test_part_supervision_and_concentration_terms_join_the_total() -> None:
+    config = tiny_model_config(
+        num_classes=3,
+        heads={"num_parts": 6},
+        loss={"weights": {"part_supervision": 2.0, "concentration": 3.0}},
+        **SMALL_INPUT,
+    )
+    model = build_model(config).train()
+    loss = MotionAwareLoss(model.config)
+    images = torch.randn(8, 3, 128, 64)
+    with pytest.raises(ValueError, match="part_maps"):
+        loss(model, images, PIDS)
+    terms = loss(model, images, PIDS, part_maps=torch.randint(0, 17, (8, 128, 64)))
+    assert {"part_supervision", "concentration"} <= set(terms)
+    weights = {"equivariance": 10.0, "feature_consistency": 5.0}
+    weights |= {"part_supervision": 2.0, "concentration": 3.0}
+    expected = sum(weights.get(n, 1.0) * v for n, v in terms.items() if n != "total")
+    assert torch.allclose(terms["total"], expected)
+
+
+def test_part_supervision_is_the_cross_entropy_against_grouped_cell_shares() -> None:
+    """K = 3 (head+neck | torso+arms+carried | legs+feet) on a 1×2 grid of 2×2-pixel cells."""
+    labels = torch.tensor([[[1, 3, 0, 0], [2, 16, 12, 0]]])  # [1, 2, 4]: cell 0 | cell 1
+    # cell 0: head, torso, neck, carried → part 1 ½, part 2 ½; cell 1: foot ¼, background ¾
+    segmentation = torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.7, 0.1, 0.1, 0.1]]).T.reshape(1, 4, 1, 2)
+    expected = -(0.5 * math.log(0.2) + 0.5 * math.log(0.3)) - (
+        0.75 * math.log(0.7) + 0.25 * math.log(0.1)
+    )
+    loss = part_supervision_loss(segmentation, labels)
+    assert loss.item() == pytest.approx(expected / 2, rel=1e-5)
+
+
+def test_concentration_rewards_compact_parts_and_centroids_are_first_moments() -> None:
+    spread = torch.zeros(1, 3, 4, 4)
+    spread[:, 0], spread[:, 1:] = 0.0, 0.5  # both parts everywhere
+    compact = torch.zeros(1, 3, 4, 4)
+    compact[:, 1, :2], compact[:, 2, 2:] = 1.0, 1.0  # top half, bottom half
+    assert concentration_loss(compact) < concentration_loss(spread)
+    one_cell = torch.zeros(1, 2, 4, 4)
+    one_cell[:, 1, 1, 2] = 1.0
+    one_cell[:, 0] = 1.0 - one_cell[:, 1]
+    assert concentration_loss(one_cell).item() == pytest.approx(0.0, abs=1e-6)
+    centroids = segment_centroids(compact)  # cell centres at ±0.25, ±0.75
+    assert torch.allclose(centroids, torch.tensor([[[0.0, -0.5], [0.0, 0.5]]]), atol=1e-5)
+    # the spread parts: variance of a uniform over the 4×4 centres, x and y: 2 × 0.3125
+    assert concentration_loss(spread).item() == pytest.approx(0.625, rel=1e-4)
+
+
+def test_the_equivariance_pass_leaves_batchnorm_running_statistics_alone() -> None:
+    model = build_model(tiny_model_config(num_classes=3, **SMALL_INPUT)).train()
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running_" in k}
+    with frozen_batchnorm_statistics(model):
+        model(torch.randn(8, 3, 128, 64) * 3 + 1)
+    after = model.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before.items())
+    model(torch.randn(8, 3, 128, 64) * 3 + 1)  # outside: statistics move again
+    assert not all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
 
 
 def test_pretrained_keypoints_learn_from_joints_then_freeze() -> None:

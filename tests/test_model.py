@@ -82,7 +82,7 @@ def test_part_features_and_visibility_follow_the_segmentation() -> None:
     segmentation[0, 0, 5, 0] = 0.0
     segmentation[0, 2, 5, 0] = 1.0  # part 2: 1 cell; part 3: none
     model.segmentation_head.forward = lambda *_: segmentation
-    model.encode = lambda images: feature_map
+    model.encode = lambda images: (feature_map, feature_map)
     with torch.no_grad():
         features = model(torch.zeros(1, 3, 256, 128))
     min_cells = model.config.visibility.min_cells

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 
 from reid_core.config import TPSConfig
@@ -108,7 +111,35 @@ def test_translated_keypoints_move_a_feature_map_by_that_translation() -> None:
 def test_feature_consistency_is_zero_for_identical_maps_and_positive_otherwise() -> None:
     features = torch.randn(3, 8, 16, 8)
     background = torch.rand(3, 16, 8)
-    for mode in ("weighted", "threshold"):
-        assert feature_consistency_loss(features, features, background, mode).abs().max() < 1e-6
+    for softmax, foreground in (
+        ("spatial", "weighted"),
+        ("channel", "weighted"),
+        ("channel", "threshold"),
+    ):
+        same = feature_consistency_loss(features, features, background, softmax, foreground)
+        assert same.abs().max() < 1e-6
         other = torch.randn(3, 8, 16, 8)
-        assert (feature_consistency_loss(features, other, background, mode) > 0.1).all()
+        assert (
+            feature_consistency_loss(features, other, background, softmax, foreground) > 0.1
+        ).all()
+
+
+def test_feature_consistency_on_a_known_flow_equals_the_hand_computed_kl() -> None:
+    """One part covering a 1×4 row moves right by two cells (anchors s^A = 0, s^X = 0.5,
+    J = I), so f^{AX}(z_i) = f^X(z_i + 0.5): cells 1, 2, 3 and the border
+    cell 3 again. f^X = log[1, 1, 2, 4] → f^{AX} ∝ [1, 2, 4, 4] (q = /11); f^A uniform (p = ¼).
+    Eq. 10 over positions: Σ_z p log(p/q) = ¼[ln(11/4) + ln(11/8) + 2 ln(11/16)] = 0.145167."""
+    feature_x = torch.log(torch.tensor([1.0, 1.0, 2.0, 4.0])).view(1, 1, 1, 4)
+    feature_a = torch.zeros(1, 1, 1, 4)
+    segmentation = torch.zeros(1, 2, 1, 4)
+    segmentation[:, 1] = 1.0
+    identity = torch.eye(2).view(1, 1, 2, 2)
+    grid = dense_motion(
+        torch.zeros(1, 1, 2), identity, torch.tensor([[[0.5, 0.0]]]), identity, segmentation
+    )
+    warped = warp_features(feature_x, grid)
+    assert torch.allclose(warped.exp().flatten(), torch.tensor([1.0, 2.0, 4.0, 4.0]), atol=1e-5)
+    loss = feature_consistency_loss(feature_a, warped, segmentation[:, 0], "spatial")
+    expected = 0.25 * (math.log(11 / 4) + math.log(11 / 8) + 2 * math.log(11 / 16))
+    assert loss.item() == pytest.approx(expected, abs=1e-5)
+    assert expected == pytest.approx(0.145167, abs=1e-6)

@@ -14,7 +14,8 @@ from reid_core.checkpoint import save
 from reid_core.cli import build_parser, run
 from reid_core.features import ReIDFeatures
 from reid_core.model import build_model
-from reid_core.viz import BACKGROUND_BGR, HEADER, draw_parts, part_colours
+from reid_core.part_health import part_health
+from reid_core.viz import BACKGROUND_BGR, HEADER, draw_parts, panel_size, part_colours
 
 
 def _features(num_parts: int = 3) -> ReIDFeatures:
@@ -75,7 +76,37 @@ def test_trainer_viz_writes_a_png_of_the_expected_size(tmp_path: Path) -> None:
     ]
     assert run(parser, argv) == 0
     picture = cv2.imread(str(out))
-    assert picture.shape == (HEADER + 3 * 256, 3 * 128, 3)
+    # three rows, then the part-health panel of the three crops
+    assert picture.shape[1:] == (3 * 128, 3)
+    assert picture.shape[0] > HEADER + 3 * 256 + 100
+    assert (picture[HEADER + 3 * 256 + 2 :] == 255).mean() > 0.5  # a white panel with text
+
+
+def test_trainer_viz_runs_a_model_at_its_own_input_size(tmp_path: Path) -> None:
+    """A 128×64 model (the demo's size) used to be fed 256×128 crops and fail."""
+    model = build_model(tiny_model_config(input_size=[128, 64], heads={"num_parts": 6}))
+    checkpoint = save(model, tmp_path / "small.safetensors")
+    crop = tmp_path / "crop.jpg"
+    cv2.imwrite(str(crop), np.random.default_rng(1).integers(0, 255, (150, 60, 3), np.uint8))
+    out = tmp_path / "small.png"
+    parser = build_parser("trainer", "test", ["trainer.viz"])
+    argv = ["viz", "--checkpoint", str(checkpoint), "--images", str(crop), "--out", str(out)]
+    assert run(parser, argv) == 0
+    picture = cv2.imread(str(out))
+    assert picture is not None and picture.shape[1] == 3 * 128  # panels keep a 2:1 aspect
+    assert picture.shape[0] > HEADER + 256
+
+
+def test_health_panel_is_drawn_only_when_given() -> None:
+    crop = np.full((64, 32, 3), 120, dtype=np.uint8)
+    plain = draw_parts([crop], _features())
+    figures = part_health(_features())
+    with_panel = draw_parts([crop], _features(), health=figures)
+    assert with_panel.shape[0] > plain.shape[0] and with_panel.shape[1] == plain.shape[1]
+    assert np.array_equal(with_panel[: plain.shape[0]], plain)
+    assert draw_parts([crop], _features(), health={}).shape == plain.shape
+    narrow = draw_parts([crop], _features(), size=panel_size((384, 128)), health=figures)
+    assert narrow.shape[1] == 3 * round(256 * 128 / 384)
 
 
 def test_trainer_viz_names_an_unreadable_image(

@@ -42,20 +42,29 @@ class SamplerConfig(StrictModel):
 
 
 class OptimizerConfig(StrictModel):
-    """SGD as in the paper: momentum 0.9, weight decay 1e-4, lr 0.01."""
+    """SGD as in the paper: momentum 0.9, weight decay 1e-4, lr 0.01.
+
+    Two parameter groups: the (pre-trained) backbone learns at ``lr × backbone_lr_factor``,
+    the new modules (projection, transformer, heads, necks, classifiers) at ``lr``. The paper
+    states one lr (factor 1, the default); a randomly initialised transformer beside an
+    ImageNet backbone is commonly given the larger step."""
 
     lr: float = Field(0.01, gt=0)
+    backbone_lr_factor: float = Field(1.0, gt=0)
     momentum: float = Field(0.9, ge=0)
     weight_decay: float = Field(1e-4, ge=0)
     nesterov: bool = False
 
 
 class SchedulerConfig(StrictModel):
-    """Step decay ×gamma every `step_size` epochs, after an optional linear warm-up."""
+    """Step decay ×gamma every `step_size` epochs, after an optional linear warm-up over
+    `warmup_epochs` (per epoch) or `warmup_iters` (per step, from the first step of the run;
+    both start at `warmup_factor` × lr)."""
 
     step_size: int = Field(30, ge=1)
     gamma: float = Field(0.1, gt=0)
     warmup_epochs: int = Field(0, ge=0)
+    warmup_iters: int = Field(0, ge=0)
     warmup_factor: float = Field(0.1, gt=0, le=1)
 
 

@@ -30,7 +30,7 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "last.pt"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: two optimiser parameter groups (backbone, new modules)
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,25 @@ def lr_factor(epoch: int, cfg: Any) -> float:
     return cfg.gamma ** (epoch // cfg.step_size)
 
 
+def warmup_iter_factor(step: int, cfg: Any) -> float:
+    """Linear warm-up over the first `warmup_iters` steps of the run: warmup_factor → 1."""
+    if step >= cfg.warmup_iters:
+        return 1.0
+    alpha = step / cfg.warmup_iters
+    return cfg.warmup_factor * (1 - alpha) + alpha
+
+
+def parameter_groups(model: nn.Module, lr: float, backbone_lr_factor: float) -> list[dict]:
+    """The backbone's parameters at lr × backbone_lr_factor, every other one at lr."""
+    backbone = [p for p in model.backbone.parameters() if p.requires_grad]
+    in_backbone = {id(p) for p in backbone}
+    others = [p for p in model.parameters() if p.requires_grad and id(p) not in in_backbone]
+    return [
+        {"params": backbone, "lr": lr * backbone_lr_factor, "name": "backbone"},
+        {"params": others, "lr": lr, "name": "new_modules"},
+    ]
+
+
 class TrainStep(nn.Module):
     """Model + loss in one module, so DDP sees a single forward even though the equivariance
     loss runs the model twice (on X and on its warp Y)."""
@@ -100,9 +119,13 @@ class TrainStep(nn.Module):
         self.loss = loss
 
     def forward(
-        self, images: torch.Tensor, pids: torch.Tensor, joints: torch.Tensor | None = None
+        self,
+        images: torch.Tensor,
+        pids: torch.Tensor,
+        joints: torch.Tensor | None = None,
+        part_maps: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        return self.loss(self.model, images, pids, joints=joints)
+        return self.loss(self.model, images, pids, joints=joints, part_maps=part_maps)
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
@@ -138,8 +161,17 @@ class Trainer:
                 f"data set {cfg.data.dataset!r} at {cfg.data.root} has no training images "
                 "(test-only data sets are evaluated with a model trained elsewhere)"
             )
+        self.model_cfg = load_model_config(
+            cfg.model,
+            {"num_classes": self.dataset.num_train_pids},
+        )
         train_tf, self.test_tf = build_transforms(cfg.transforms, self.dataset.joint_names)
-        self.images = ImageDataset(self.dataset.train, train_tf, on_error=cfg.data.on_error)
+        self.images = ImageDataset(
+            self.dataset.train,
+            train_tf,
+            on_error=cfg.data.on_error,
+            part_maps=self.model_cfg.loss.weights.part_supervision > 0,
+        )
         identities_per_rank, remainder = divmod(cfg.sampler.identities_per_batch, ctx.world_size)
         if remainder or not identities_per_rank:
             raise ValueError(
@@ -153,10 +185,6 @@ class Trainer:
             seed=cfg.seed,
             rank=ctx.rank,
             world_size=ctx.world_size,
-        )
-        self.model_cfg = load_model_config(
-            cfg.model,
-            {"num_classes": self.dataset.num_train_pids},
         )
         if self.model_cfg.loss.images_per_identity != cfg.sampler.images_per_identity:
             raise ValueError(
@@ -176,7 +204,7 @@ class Trainer:
             )
         self.step = step
         self.optimizer = torch.optim.SGD(
-            [p for p in self.model.parameters() if p.requires_grad],
+            parameter_groups(self.model, cfg.optimizer.lr, cfg.optimizer.backbone_lr_factor),
             lr=cfg.optimizer.lr,
             momentum=cfg.optimizer.momentum,
             weight_decay=cfg.optimizer.weight_decay,
@@ -320,8 +348,12 @@ class Trainer:
             joints = batch.get("joints") if supervise_keypoints else None
             if joints is not None:
                 joints = joints.to(self.ctx.device)
+            part_maps = batch.get("part_map")
+            if part_maps is not None:
+                part_maps = part_maps.to(self.ctx.device)
+            self._set_learning_rates(epoch, epoch * steps + step_index)
             with self.autocast():
-                losses = self.step(images, pids, joints)
+                losses = self.step(images, pids, joints, part_maps)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(losses["total"]).backward()
             self.scaler.step(self.optimizer)
@@ -334,7 +366,8 @@ class Trainer:
             if self.writer is not None and global_step % cfg.log_every == 0:
                 for name, value in losses.items():
                     self.writer.add_scalar(f"loss/{name}", float(value.detach()), global_step)
-                self.writer.add_scalar("lr", self.optimizer.param_groups[0]["lr"], global_step)
+                for group in self.optimizer.param_groups:
+                    self.writer.add_scalar(f"lr/{group['name']}", group["lr"], global_step)
             shown = " ".join(f"{k[:12]}={float(v.detach()):.3f}" for k, v in losses.items())
             progress.update(task, advance=1, epoch=f"{epoch + 1}/{cfg.epochs}", losses=shown)
         elapsed = time.perf_counter() - start
@@ -343,6 +376,13 @@ class Trainer:
         history["images_per_second"] = images_seen * self.ctx.world_size / max(elapsed, 1e-9)
         history["step_identities"] = step_identities
         return history
+
+    def _set_learning_rates(self, epoch: int, run_step: int) -> None:
+        """Each group's lr: its initial lr × the epoch's step decay × the per-step warm-up."""
+        scheduler = self.cfg.scheduler
+        factor = lr_factor(epoch, scheduler) * warmup_iter_factor(run_step, scheduler)
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * factor
 
     def _maybe_evaluate(self, epoch: int) -> dict[str, float] | None:
         cfg = self.cfg.eval
@@ -372,13 +412,15 @@ class Trainer:
     ) -> None:
         record = {
             "epoch": epoch,
-            "lr": self.optimizer.param_groups[0]["lr"],
+            "lr": {group["name"]: group["lr"] for group in self.optimizer.param_groups},
             **{k: v for k, v in history.items() if k != "step_identities"},
         }
         if metrics is not None:
-            record["eval"] = {k: v for k, v in metrics.items() if isinstance(v, float | int)}
+            # scalars, and the per-part lists of part_health/... (history.jsonl only)
+            record["eval"] = {k: v for k, v in metrics.items() if isinstance(v, float | int | list)}
             for name, value in record["eval"].items():
-                self.writer.add_scalar(f"eval/{name}", value, epoch)
+                if not isinstance(value, list):
+                    self.writer.add_scalar(f"eval/{name}", value, epoch)
         self.writer.add_scalar("throughput/images_per_second", history["images_per_second"], epoch)
         with (self.out_dir / "history.jsonl").open("a") as f:
             f.write(json.dumps(record) + "\n")

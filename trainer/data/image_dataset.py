@@ -1,14 +1,17 @@
 """`ImageDataset`: a torch Dataset over `ImageRecord`s that reads, transforms and reports.
 
 Each sample is a dict: ``image`` [3, H, W] float, ``pid``, ``camid``, ``index`` (of the record
-actually read), ``skipped`` (unreadable images replaced to produce it) and, when the records carry
-joints, ``joints`` [J, 3] in [-1, 1] coordinates of the transformed image (see transforms.py).
+actually read), ``skipped`` (unreadable images replaced to produce it), when the records carry
+joints, ``joints`` [J, 3] in [-1, 1] coordinates of the transformed image (see transforms.py),
+and with ``part_maps=True``, ``part_map`` [H, W] uint8 body-part labels (`reid_core.parts`)
+aligned with the transformed image, read from the file each record's ``extras["part_map"]``
+names (the synthetic set's loader makes that path absolute).
 
-An unreadable image never dies silently inside a DataLoader worker: ``on_error="raise"`` raises
-`UnreadableImageError` naming the path (DataLoader re-raises it in the main process);
-``on_error="skip"`` logs it, counts it, and returns another image of the same identity so the
-P×K batch layout holds. Sum ``batch["skipped"]`` to count skips across worker processes. Use
-"raise" for evaluation: a substitute image would be scored as the one asked for.
+An unreadable image or part label map never dies silently inside a DataLoader worker:
+``on_error="raise"`` raises `UnreadableImageError` naming the path (DataLoader re-raises it in
+the main process); ``on_error="skip"`` logs it, counts it, and returns another image of the same
+identity so the P×K batch layout holds. Sum ``batch["skipped"]`` to count skips across worker
+processes. Use "raise" for evaluation: a substitute image would be scored as the one asked for.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ ON_ERROR = ("raise", "skip")
 
 
 class UnreadableImageError(OSError):
-    """An image file is missing, empty or not decodable; the message names the path."""
+    """An image (or part label map) file is missing, empty or not decodable, or a part label map
+    does not fit its image; the message names the path."""
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -47,6 +51,23 @@ def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def read_part_map(path: Path) -> np.ndarray:
+    """H×W uint8 part label map from a lossless single-channel 8-bit image (PNG)."""
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as error:
+        raise UnreadableImageError(f"cannot read part label map {path}: {error}") from error
+    labels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if labels is None:
+        raise UnreadableImageError(f"cannot decode part label map {path} ({data.size} bytes)")
+    if labels.ndim != 2 or labels.dtype != np.uint8:
+        raise UnreadableImageError(
+            f"part label map {path} is {labels.dtype} {labels.shape}, not a single-channel "
+            "8-bit label image"
+        )
+    return labels
+
+
 class ImageDataset(Dataset):
     """Records → transformed samples, with a clear policy for unreadable images."""
 
@@ -55,12 +76,23 @@ class ImageDataset(Dataset):
         records: Sequence[ImageRecord],
         transform: ReIDTransform,
         on_error: Literal["raise", "skip"] = "raise",
+        part_maps: bool = False,
     ) -> None:
         if on_error not in ON_ERROR:
             raise ValueError(f"on_error={on_error!r} is not one of {', '.join(ON_ERROR)}")
         self.records = list(records)
         self.transform = transform
         self.on_error = on_error
+        self.part_maps = part_maps
+        if part_maps:
+            for record in self.records:
+                if record.extras.get("part_map") is None:
+                    raise ValueError(
+                        f"{record.path} has no part label map (extras['part_map']): "
+                        "part_maps=True needs one for every record, and this data set has no "
+                        "part label maps (only synthetic sets have them, rendered by a "
+                        "`trainer synth reid` that writes part_maps/; render it again)"
+                    )
         self.num_skipped = 0
         self.with_joints = bool(self.records) and "joints" in self.records[0].extras
         for record in self.records:
@@ -115,7 +147,19 @@ class ImageDataset(Dataset):
             joints = np.asarray(record.extras["joints"], dtype=np.float32)
             if joints.ndim != 2 or joints.shape[1] != 3:
                 raise ValueError(f"{record.path}: joints must be [J, 3], got {joints.shape}")
-        image, joints_out = self.transform(read_rgb(record.path), joints)
+        rgb = read_rgb(record.path)
+        part_map = None
+        if self.part_maps:
+            map_path = Path(record.extras["part_map"])
+            labels = read_part_map(map_path)
+            if labels.shape != rgb.shape[:2]:
+                raise UnreadableImageError(
+                    f"part label map {map_path} is {labels.shape[1]}×{labels.shape[0]} (W×H), "
+                    f"its image {record.path} is {rgb.shape[1]}×{rgb.shape[0]}"
+                )
+            image, joints_out, part_map = self.transform(rgb, joints, labels)
+        else:
+            image, joints_out = self.transform(rgb, joints)
         sample: dict[str, Any] = {
             "image": image,
             "pid": record.pid,
@@ -124,4 +168,6 @@ class ImageDataset(Dataset):
         }
         if joints_out is not None:
             sample["joints"] = joints_out.to(torch.float32)
+        if part_map is not None:
+            sample["part_map"] = part_map
         return sample

@@ -4,9 +4,12 @@ Its images are in the exact Market-1501 layout, so `read_market_layout` parses t
 ``occluded_query/`` (the Occluded-Duke-style query split), ``manifest.jsonl`` (one JSON object
 per crop: ``path`` relative to the root, ``split``, ``pid``, ``camid`` as in the file name,
 ``joints`` [[x, y, visible] × J] in crop pixels, ``occlusion``, ``occluder``, ``hidden_parts``,
-``view``) and ``meta.json`` (``joint_names`` among others). Everything the manifest knows beyond
-(path, pid, camid) goes into each record's ``extras``; the pretrained-keypoint ablation (#6)
-reads ``extras["joints"]``.
+``view``, ``part_map``) and ``meta.json`` (``joint_names``, ``body_part_names`` among others).
+Everything the manifest knows beyond (path, pid, camid) goes into each record's ``extras``; the
+pretrained-keypoint ablation (#6) reads ``extras["joints"]``. ``part_map`` names the crop's
+per-pixel body-part label map (a PNG under ``part_maps/``, relative to the root in the
+manifest); records carry it as an absolute `Path` (``ImageDataset(part_maps=True)`` reads it).
+Sets rendered before part label maps existed have no ``part_map`` field, and load as before.
 """
 
 from __future__ import annotations
@@ -61,6 +64,9 @@ def read_manifest(manifest_path: Path, num_joints: int) -> dict[str, dict[str, A
             raise DatasetLayoutError(
                 f"{where}: field 'joints' must be {num_joints} [x, y, visible] triples"
             )
+        part_map = entry.get("part_map")
+        if part_map is not None and not (isinstance(part_map, str) and part_map):
+            raise DatasetLayoutError(f"{where}: field 'part_map' must be a relative file path")
         entries[entry["path"]] = entry
     return entries
 
@@ -68,7 +74,8 @@ def read_manifest(manifest_path: Path, num_joints: int) -> dict[str, dict[str, A
 def attach_manifest(
     records: list[ImageRecord], root: Path, entries: dict[str, dict[str, Any]]
 ) -> list[ImageRecord]:
-    """Records with their manifest knowledge in ``extras``; identity and camera must agree."""
+    """Records with their manifest knowledge in ``extras``; identity and camera must agree.
+    A ``part_map`` path is resolved against ``root``."""
     attached = []
     for record in records:
         relative = record.path.relative_to(root).as_posix()
@@ -82,6 +89,8 @@ def attach_manifest(
                 f"{entry['camid']}, its file name says pid {record.pid} camera {record.camid + 1}"
             )
         extras = {key: value for key, value in entry.items() if key not in RECORD_KEYS}
+        if extras.get("part_map") is not None:
+            extras["part_map"] = root / extras["part_map"]
         attached.append(ImageRecord(record.path, record.pid, record.camid, extras))
     return attached
 

@@ -2,6 +2,10 @@
 
 Features are extracted batch by batch (GPU when present, progress bar), then ranked with the
 chunked protocol of `ranking.py` so the Q×G matrix is never held (MSMT17 fits in a few GiB).
+For a model with parts the same features also give the part health (`reid_core.part_health`,
+SPEC §2), scored against the body-part label maps of records that name one
+(``extras["part_map"]``, the synthetic set's manifest field), under ``part_health/<figure>``
+keys of the metrics.
 """
 
 from __future__ import annotations
@@ -11,10 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import nn
 
 from reid_core import ReIDFeatures, global_distance, occlusion_aware_distance
+from reid_core.part_health import PartHealthAccumulator
+from reid_core.parts import SUPPORTED_PART_COUNTS
+from trainer.evaluation.tables import PART_HEALTH_PREFIX
+
+PART_MAP_KEY = "part_map"  # a record's extras key: its label map (the loader makes it absolute)
 
 Distance = Literal["global", "occlusion-aware"]
 
@@ -133,7 +143,52 @@ def evaluate_model(
         metrics = evaluate_rankings(rerank_features(query, gallery, distance_fn), *labels)
     else:
         metrics = evaluate_features(query, gallery, distance_fn, *labels)
+    input_size = tuple(getattr(model, "module", model).config.input_size)
+    health = measure_part_health(data, query, gallery, input_size, batch_size)
+    metrics.update({PART_HEALTH_PREFIX + name: value for name, value in health.items()})
     return EvaluationResult(metrics, query, gallery, data)
+
+
+def read_part_map(path: str | Path, size: tuple[int, int]) -> np.ndarray:
+    """A body-part label map PNG (`reid_core.parts.BODY_PARTS` values) resized to (H, W) =
+    ``size`` as the transforms resize maps beside their crops (nearest, pixel-centre exact).
+    An unreadable map is an `UnreadableImageError` naming it."""
+    import cv2
+
+    from trainer.data.image_dataset import read_part_map as read_labels
+
+    height, width = size
+    return cv2.resize(
+        read_labels(Path(path)), (width, height), interpolation=cv2.INTER_NEAREST_EXACT
+    )
+
+
+def measure_part_health(
+    data: Any,
+    query: ReIDFeatures,
+    gallery: ReIDFeatures,
+    input_size: tuple[int, int],
+    batch_size: int = 64,
+) -> dict[str, Any]:
+    """Part-health figures of the query and gallery features of ``data`` (a ReIDDataset), with
+    the label-based ones over the records that carry ``extras["part_map"]``; {} for K = 0."""
+    accumulator = PartHealthAccumulator()
+    scores_labels = query.num_parts in SUPPORTED_PART_COUNTS
+    for features, records in ((query, data.query), (gallery, data.gallery)):
+        accumulator.add_features(features)
+        if not scores_labels:  # no body-part grouping for this K: no label maps to read
+            continue
+        labelled = [i for i, record in enumerate(records) if PART_MAP_KEY in record.extras]
+        for start in range(0, len(labelled), batch_size):
+            chosen = labelled[start : start + batch_size]
+            maps = np.stack(
+                [
+                    read_part_map(Path(data.root) / records[i].extras[PART_MAP_KEY], input_size)
+                    for i in chosen
+                ]
+            )
+            accumulator.add_label_maps(features.segmentation[chosen], maps)
+    return accumulator.compute()
 
 
 def _ranked_lists_picture(result: EvaluationResult, distance_fn: Any, out_path: Path) -> None:
@@ -167,6 +222,8 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     from trainer.evaluation.tables import (
         load_metrics_json,
         metrics_table,
+        part_health_figures,
+        part_health_tables,
         write_metrics_json,
         write_table,
     )
@@ -204,6 +261,9 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     write_table(rows, out / "table.md")
     console = Console()
     console.print((out / "table.md").read_text())
+    for name, metrics in results.items():
+        for table in part_health_tables(name, part_health_figures(metrics)):
+            console.print(table)
     console.print(f"wrote {out / 'metrics.json'}, {out / 'table.md'}, {out / 'ranked_lists.png'}")
     return results
 

@@ -52,7 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "reid",
         help="a re-ID crop set in Market-1501 layout (+ occluded_query/)",
         description="Writes bounding_box_train/, bounding_box_test/, query/, occluded_query/, "
-        "manifest.jsonl (joints, occlusion, hidden parts per crop) and meta.json.",
+        "manifest.jsonl (joints, occlusion, hidden parts per crop), part_maps/ (a per-pixel "
+        "body-part label PNG per crop) and meta.json.",
     )
     _common(reid)
     reid.add_argument("--identities", type=int, required=True, help="identities (half train)")

@@ -6,7 +6,8 @@ resolved, possibly outside the frame); the ones not owned by it in the final fra
 an occluder or cut by the image border. SPEC §6: occlusion ratio = hidden / own pixels; a body
 part is hidden when more than half of its pixels are (a part with no pixel of its own in this
 view, such as the far arm behind the torso in a side view, counts as hidden: it cannot be seen);
-a joint is visible when it lies inside the image and nothing nearer covers it.
+a joint is visible when it lies inside the image and nothing nearer covers it. A person's part
+label map (`part_map`) holds its body-part labels on exactly its visible pixels.
 """
 
 from __future__ import annotations
@@ -40,6 +41,17 @@ class PlacedSprite:
     @property
     def joints(self) -> np.ndarray:
         return self.sprite.joints + np.array([self.x0, self.y0], np.float32)
+
+    def part_map(self, visible_mask: np.ndarray) -> np.ndarray:
+        """Frame-sized uint8 map of the sprite's body-part labels (`FigureSprite.body_parts`)
+        where `visible_mask` (its `PersonVisibility.visible_mask`) is set, 0 elsewhere."""
+        out = np.zeros(visible_mask.shape, np.uint8)
+        clipped = _clip(visible_mask.shape, self.x0, self.y0, *self.sprite.body_parts.shape)
+        if clipped is not None:
+            frame, patch = clipped
+            out[frame] = self.sprite.body_parts[patch]
+        out[~visible_mask] = 0
+        return out
 
 
 @dataclass

@@ -3,7 +3,8 @@
 A `CropSpec` says who, in which camera, from which side, how occluded; `render_crop` draws it
 deterministically from the spec's seed. Occluders are *fitted*: an object rises from the
 bottom (car, bin, bush, board, railing) or a pillar or passer-by slides in from the side until
-the target share of the person is hidden, measured on the person's own mask (SPEC §6).
+the target share of the person is hidden, measured on the person's own mask (SPEC §6). Beside
+the image comes the person's part label map: its body-part labels on its visible pixels.
 """
 
 from __future__ import annotations
@@ -76,11 +77,17 @@ def appearance(seed: int, namespace: int, number: int) -> Appearance:
 
 @dataclass
 class CropRender:
-    """A rendered crop and what the renderer knows about its person."""
+    """A rendered crop and what the renderer knows about its person.
+
+    ``part_map`` (H×W uint8, aligned with ``image``): the target person's
+    `trainer.synth.figure.BODY_PART_NAMES` label where its pixel shows in the crop
+    (``visibility.visible_mask``), 0 elsewhere (background, occluders, other people).
+    """
 
     image: np.ndarray
     visibility: PersonVisibility
     view: str
+    part_map: np.ndarray
 
     def record(self, spec: CropSpec) -> dict:
         """The crop's manifest.jsonl entry."""
@@ -310,4 +317,9 @@ def render_crop(spec: CropSpec, world: CropWorld) -> CropRender:
         _object_occluder(comp, target, camera, spec.target_occlusion, rng, layer=4, kind="car")
         visibility = comp.measure(target)
     image = camera.look.apply(comp.image, rng, gain=float(rng.uniform(0.93, 1.07)))
-    return CropRender(image=image, visibility=visibility, view=sprite.view)
+    return CropRender(
+        image=image,
+        visibility=visibility,
+        view=sprite.view,
+        part_map=target.part_map(visibility.visible_mask),
+    )

@@ -6,6 +6,12 @@ forward) posed by a walking cycle, turned by the view angle (0 = facing the came
 as filled shapes in depth order into a *label map*; colours, fabric textures and shading come
 afterwards from the label map. So every pixel knows which body part it shows, which is what the
 occlusion ratio, the hidden parts (SPEC §6) and the ground-truth joints are computed from.
+
+The fine labels (`Fine`) are reduced two ways: to the coarse `PART_NAMES` labels (occlusion
+bookkeeping, `FigureSprite.labels`) and to the body-part labels of the per-pixel part label maps
+(`FigureSprite.body_parts`, vocabulary `BODY_PART_NAMES` = `reid_core.parts.BODY_PARTS`). R_/L_
+and right_/left_ are the person's own right and left (x < 0 is the person's right) in the
+skeleton, the draw list, the joints and both label maps.
 """
 
 from __future__ import annotations
@@ -37,6 +43,28 @@ JOINT_NAMES = (
     "left_ankle",
 )
 PART_NAMES = ("head", "torso", "left_arm", "right_arm", "left_leg", "right_leg")
+BODY_PART_NAMES = (
+    "background",
+    "head",
+    "neck",
+    "torso",
+    "right_upper_arm",
+    "right_lower_arm",
+    "right_hand",
+    "left_upper_arm",
+    "left_lower_arm",
+    "left_hand",
+    "right_upper_leg",
+    "right_lower_leg",
+    "right_foot",
+    "left_upper_leg",
+    "left_lower_leg",
+    "left_foot",
+    "carried",
+)
+"""Labels 0..16 of `FigureSprite.body_parts`: `reid_core.parts.BODY_PARTS`, repeated here so
+that rendering processes do not import torch (importing any `reid_core` module does); a test
+keeps the two equal."""
 ACCESSORY_LABEL = len(PART_NAMES) + 1
 """Coarse label of bags: the person's own pixels, but no body part."""
 
@@ -83,6 +111,28 @@ _COARSE_LUT = np.zeros(256, np.uint8)
 for _fine, _part in _FINE_TO_PART.items():
     _COARSE_LUT[_fine] = PART_NAMES.index(_part) + 1
 _COARSE_LUT[Fine.BAG] = _COARSE_LUT[Fine.STRAP] = ACCESSORY_LABEL
+_FINE_TO_BODY_PART = {
+    **dict.fromkeys((Fine.FACE, Fine.HAIR, Fine.HAT), "head"),
+    Fine.NECK: "neck",
+    **dict.fromkeys((Fine.TORSO, Fine.SHIRT_BAND), "torso"),
+    **dict.fromkeys((Fine.BAG, Fine.STRAP), "carried"),
+}
+for _side, _s in (("right", "R"), ("left", "L")):
+    _FINE_TO_BODY_PART.update(
+        {
+            Fine[f"{_s}_UPPER_ARM"]: f"{_side}_upper_arm",
+            Fine[f"{_s}_FOREARM"]: f"{_side}_lower_arm",
+            Fine[f"{_s}_HAND"]: f"{_side}_hand",
+            Fine[f"{_s}_THIGH"]: f"{_side}_upper_leg",
+            Fine[f"{_s}_SKIRT"]: f"{_side}_upper_leg",
+            Fine[f"{_s}_SHIN"]: f"{_side}_lower_leg",
+            Fine[f"{_s}_FOOT"]: f"{_side}_foot",
+        }
+    )
+_BODY_PART_LUT = np.zeros(256, np.uint8)
+"""Fine label → `reid_core.parts.BODY_PARTS` label (0 stays background)."""
+for _fine, _name in _FINE_TO_BODY_PART.items():
+    _BODY_PART_LUT[_fine] = BODY_PART_NAMES.index(_name)
 # pieces of one limb or garment share a seam group: no drawn seam at knees and elbows
 _SEAM_GROUP = np.arange(256, dtype=np.uint8)
 for _a, _b in (
@@ -116,13 +166,15 @@ class Lighting:
 
 @dataclass
 class FigureSprite:
-    """A rendered figure: colour, coarse part labels (0 = empty), joints, ground anchor (px)."""
+    """A rendered figure: colour, coarse part labels (0 = empty), joints, ground anchor (px),
+    and the same pixels' `BODY_PART_NAMES` labels (`body_parts`, 0 = empty)."""
 
     image: np.ndarray
     labels: np.ndarray
     joints: np.ndarray
     anchor: tuple[float, float]
     view: str
+    body_parts: np.ndarray
 
     @property
     def pixel_count(self) -> int:
@@ -681,4 +733,5 @@ def render_figure(
         joints=np.array([proj(pts[name]) for name in JOINT_NAMES], np.float32),
         anchor=(float(proj.origin[0]), float(proj.origin[1])),
         view=view_name(view_angle_deg),
+        body_parts=_BODY_PART_LUT[fine],
     )

@@ -3,7 +3,10 @@
 SPEC §6 / §8 (`trainer synth reid`). Layout: `bounding_box_train/`, `bounding_box_test/`,
 `query/`, `occluded_query/`, names `{pid:04d}_c{cam}s{seq}_{frame:06d}_{idx:02d}.jpg`, pid 0000
 distractors and pid -1 junk in the gallery, `manifest.jsonl` with what the renderer knows about
-each crop (joints, occlusion ratio, hidden parts, view) and `meta.json`.
+each crop (joints, occlusion ratio, hidden parts, view, the path of its part label map) and
+`meta.json`. Each crop's part label map (SPEC §6: the person's body-part label per visible
+pixel, 0 elsewhere; labels named by meta.json's `body_part_names`) is a lossless 8-bit grey PNG
+at `part_maps/<split folder>/<crop stem>.png`, the same size as the crop.
 
 The whole set is *planned* first in the parent process (identities, cameras, splits, names,
 occlusion targets; every identity from its own generator seeded by (seed, pid)), then crops are
@@ -35,7 +38,7 @@ from trainer.synth.crop_render import (
     crop_camera,
     render_crop,
 )
-from trainer.synth.figure import JOINT_NAMES, PART_NAMES
+from trainer.synth.figure import BODY_PART_NAMES, JOINT_NAMES, PART_NAMES
 from trainer.synth.occluders import OBJECT_KINDS
 from trainer.synth.output import GENERATOR_VERSION, JOINT_FORMAT, prepare_output
 from trainer.synth.parallel import run_in_processes
@@ -48,6 +51,7 @@ SPLIT_DIRS = {
     "query": "query",
     "occluded_query": "occluded_query",
 }
+PART_MAP_DIR = "part_maps"
 _FRAMES_PER_SEQUENCE = 100_000
 
 
@@ -114,6 +118,20 @@ def crop_name(pid: int, camid: int, seq: int, frame: int, idx: int) -> str:
     """Market-1501 file name; junk keeps Market's `-1` prefix."""
     prefix = "-1" if pid == -1 else f"{pid:04d}"
     return f"{prefix}_c{camid}s{seq}_{frame:06d}_{idx:02d}.jpg"
+
+
+def part_map_path(crop_path: str) -> str:
+    """Where a crop's part label map goes, relative to the set's root (as the manifest says)."""
+    crop = Path(crop_path)
+    return (Path(PART_MAP_DIR) / crop.parent / f"{crop.stem}.png").as_posix()
+
+
+def encode_part_map(part_map: np.ndarray) -> bytes:
+    """Lossless 8-bit grey PNG bytes of a part label map."""
+    ok, data = cv2.imencode(".png", part_map)
+    if not ok:
+        raise RuntimeError(f"OpenCV could not PNG-encode a part map of shape {part_map.shape}")
+    return data.tobytes()
 
 
 def _view_for_visit(rng: np.random.Generator, camera: CropCamera) -> float:
@@ -258,7 +276,10 @@ def _render_and_write(world: CropWorld, root: Path, spec: CropSpec) -> dict:
     render = render_crop(spec, world)
     quality = crop_camera(world.seed, spec.camid).look.jpeg_quality
     (root / spec.path).write_bytes(encode_jpeg(render.image, quality))
-    return render.record(spec)
+    record = render.record(spec)
+    record["part_map"] = part_map_path(spec.path)
+    (root / record["part_map"]).write_bytes(encode_part_map(render.part_map))
+    return record
 
 
 def _groups(specs: list[CropSpec], min_group: int = 12) -> list[list[tuple[int, CropSpec]]]:
@@ -286,6 +307,7 @@ def write_reid_set(
     prepare_output(out)
     for folder in SPLIT_DIRS.values():
         (out / folder).mkdir()
+        (out / PART_MAP_DIR / folder).mkdir(parents=True)
     specs = plan_crops(cfg)
     records: list[dict | None] = [None] * len(specs)
     workers = max(1, min(workers or os.cpu_count() or 1, len(specs)))
@@ -334,6 +356,7 @@ def _meta(cfg: ReidSetConfig, specs: list[CropSpec], args: dict | None) -> dict:
         "seed": cfg.seed,
         "joint_names": list(JOINT_NAMES),
         "part_names": list(PART_NAMES),
+        "body_part_names": list(BODY_PART_NAMES),
         "joint_format": JOINT_FORMAT,
         "image_size": list(cfg.size),
         "counts": counts,
