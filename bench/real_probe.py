@@ -437,7 +437,8 @@ def main() -> int:
 
     import reid_core
 
-    names = [path.name for path in args.checkpoint]
+    # the run folder names a checkpoint better than its file name (model_last.safetensors)
+    names = [f"{path.parent.name}/{path.stem}" for path in args.checkpoint]
     for path, name in zip(args.checkpoint, names, strict=True):
         name = name if names.count(name) == 1 else str(path)
         model = reid_core.load(path)

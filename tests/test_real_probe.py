@@ -136,7 +136,7 @@ def test_whole_run_with_a_checkpoint(
         reid_core.build_model(
             {"_base_": str(ROOT / "configs/model/demo_cpu.yaml"), "backbone": {"weights": "random"}}
         ),
-        tmp_path / "tiny.safetensors",
+        tmp_path / "run" / "tiny.safetensors",
     )
     out = tmp_path / "out"
     argv = ["real_probe.py", "--data", str(fake_sequence), "--checkpoint", str(checkpoint)]
@@ -145,7 +145,7 @@ def test_whole_run_with_a_checkpoint(
     results = json.loads((out / "results.json").read_text())
     assert results["counts"] == {"identities": 4, "queries": 8, "gallery": 8, "frames": 4}
     methods = [row["method"] for row in results["rows"]]
-    assert methods[2:] == ["tiny.safetensors (global)", "tiny.safetensors (occlusion-aware)"]
+    assert methods[2:] == ["run/tiny (global)", "run/tiny (occlusion-aware)"]  # folder/stem
     assert results["rows"][0]["rank1"] >= 0.75  # HSV stripes
     health = results["rows"][2]["part_health"]  # demo_cpu: K = 6 parts
     assert 0 < health["largest_part_share"] <= 1 and 0 <= health["background_fraction"] <= 1
@@ -154,7 +154,7 @@ def test_whole_run_with_a_checkpoint(
     assert set(results["target"]) >= {"map_margin_points", "occlusion_aware_not_worse"}
     assert results["ranked_lists"]["row"] in methods[2:]
     assert (out / "ranked_lists.png").is_file() and len(list((out / "crops").glob("*.jpg"))) == 16
-    assert "tiny.safetensors (occlusion-aware)" in (out / "table.md").read_text()
+    assert "run/tiny (occlusion-aware)" in (out / "table.md").read_text()
 
 
 def test_real_tud_campus_counts_are_plausible() -> None:
