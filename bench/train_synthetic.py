@@ -77,6 +77,16 @@ ROWS: dict[str, tuple[str, str, str, dict[str, Any]]] = {
         FULL,
         {"loss": {"weights": {"concentration": 1.0}}},
     ),
+    "row5_anti_collapse": (
+        "ablation",
+        "#5 + L_con + L_sep + L_use",
+        FULL,
+        {
+            "loss": {
+                "weights": {"concentration": 1.0, "keypoint_separation": 1.0, "part_usage": 1.0}
+            }
+        },
+    ),
     "row5_heatmap_jacobian": ("ablation", "#5, FOMM Jacobian", FULL, NO_DECODER_JACOBIAN),
     "row5_part_supervised_projection": (
         "ablation",

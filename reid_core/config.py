@@ -130,7 +130,11 @@ class LossWeights(StrictModel):
     Beyond the paper, off by default: ``part_supervision`` (cross-entropy of the K+1
     segmentation against rendered body-part maps grouped into K parts, reid_core.parts) and
     ``concentration`` (SCOPS' concentration term: each part's spatial variance around its own
-    centroid, against parts spread over the whole crop).
+    centroid, against parts spread over the whole crop), ``keypoint_separation`` (Zhang et al.
+    2018's separation term Σ_{k≠l} exp(−‖p_k − p_l‖² / 2σ²), against keypoints that all sit on
+    one point) and ``part_usage`` (KL of the batch's mean K+1 channel mass to a prior of
+    ``loss.background_prior`` for the background and an even share of the rest per part,
+    against segmentations in which the background or one part takes everything).
     """
 
     id_global: float = Field(1.0, ge=0.0)
@@ -142,6 +146,8 @@ class LossWeights(StrictModel):
     keypoint_supervision: float = Field(10.0, ge=0.0)
     part_supervision: float = Field(0.0, ge=0.0)
     concentration: float = Field(0.0, ge=0.0)
+    keypoint_separation: float = Field(0.0, ge=0.0)
+    part_usage: float = Field(0.0, ge=0.0)
 
 
 class TPSConfig(StrictModel):
@@ -164,6 +170,8 @@ class LossConfig(StrictModel):
     flat E meets it trivially — kept for comparison, NOTES.md).
     feature_consistency_foreground: with ``channel``, the average over positions weighted by
     1 − S^A_0 (``weighted``) or over positions with S^A_0 < 0.5 (``threshold``).
+    separation_sigma: σ of the keypoint separation term, in [-1, 1] crop units.
+    background_prior: the background's share of a crop in the part-usage prior.
     motion_anchor: where Eq. 5 anchors part k's affine motion — ``centroid`` (the segment's
     first moment Σ_z S_k(z)·z / Σ_z S_k(z), the paper's s^k, as Motion-supervised Co-part
     Segmentation) or ``keypoint`` (p_k, the first reading here).
@@ -178,6 +186,8 @@ class LossConfig(StrictModel):
     feature_consistency_softmax: Literal["spatial", "channel"] = "spatial"
     feature_consistency_foreground: Literal["weighted", "threshold"] = "weighted"
     motion_anchor: Literal["centroid", "keypoint"] = "centroid"
+    separation_sigma: float = Field(0.2, gt=0.0)
+    background_prior: float = Field(0.5, gt=0.0, lt=1.0)
     images_per_identity: int = Field(4, ge=2)
 
 

@@ -17,7 +17,8 @@ Stated choices where the paper leaves a gap:
   not move BatchNorm's running statistics: the warped images are not the data the model serves.
 - Beyond the paper (weights 0 by default): L_part, the cross-entropy of S against rendered
   body-part maps grouped into K parts (soft targets: each grid cell's share of each part); and
-  L_con, SCOPS' concentration term, Σ_z S̄_k(z)‖z − c_k‖² with S̄_k = S_k / Σ_z S_k.
+  L_con, SCOPS' concentration term, Σ_z S̄_k(z)‖z − c_k‖² with S̄_k = S_k / Σ_z S_k; L_sep,
+  Zhang et al.'s keypoint separation; L_use, KL(prior ‖ mean channel mass) of the segmentation.
 """
 
 from __future__ import annotations
@@ -153,6 +154,28 @@ def concentration_loss(segmentation: torch.Tensor) -> torch.Tensor:
     centroids = soft_argmax(normalised)  # [B, K, 2]
     offsets = grid.view(1, 1, *grid.shape) - centroids.view(*centroids.shape[:2], 1, 1, 2)
     return (normalised * offsets.pow(2).sum(-1)).sum((2, 3)).mean()
+
+
+def keypoint_separation_loss(keypoints: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Zhang et al. (2018): Σ_{k≠l} exp(−‖p_k − p_l‖² / 2σ²) / (K(K−1)), mean over images;
+    1 when every keypoint sits on one point, → 0 as they spread."""
+    num = keypoints.shape[1]
+    if num < 2:
+        return keypoints.sum() * 0.0
+    squared = (keypoints.unsqueeze(2) - keypoints.unsqueeze(1)).pow(2).sum(-1).float()
+    pairs = torch.exp(-squared / (2 * sigma**2))
+    off_diagonal = pairs.sum((1, 2)) - num
+    return (off_diagonal / (num * (num - 1))).mean()
+
+
+def part_usage_loss(segmentation: torch.Tensor, background_prior: float) -> torch.Tensor:
+    """KL(prior ‖ mass) between a prior over the K+1 channels (background_prior, then an even
+    share of the rest per part) and the batch's mean channel mass of S."""
+    num_parts = segmentation.shape[1] - 1
+    prior = segmentation.new_full((num_parts + 1,), (1 - background_prior) / num_parts).float()
+    prior[0] = background_prior
+    mass = segmentation.float().mean((0, 2, 3)).clamp_min(1e-8)
+    return (prior * (prior.log() - mass.log())).sum()
 
 
 def part_supervision_loss(segmentation: torch.Tensor, part_maps: torch.Tensor) -> torch.Tensor:
@@ -293,6 +316,12 @@ class MotionAwareLoss:
             terms["part_supervision"] = part_supervision_loss(features.segmentation, part_maps)
         if heads.num_parts and weights.concentration:
             terms["concentration"] = concentration_loss(features.segmentation)
+        if heads.num_parts and weights.part_usage:
+            terms["part_usage"] = part_usage_loss(features.segmentation, loss_cfg.background_prior)
+        if heads.num_parts and heads.keypoints == "self_supervised" and weights.keypoint_separation:
+            terms["keypoint_separation"] = keypoint_separation_loss(
+                features.keypoints, loss_cfg.separation_sigma
+            )
         terms["total"] = sum(
             (getattr(weights, name) * value for name, value in terms.items()),
             images.new_zeros(()),

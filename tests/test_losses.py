@@ -16,9 +16,11 @@ from reid_core.losses import (
     freeze_keypoint_branch,
     frozen_batchnorm_statistics,
     id_loss,
+    keypoint_separation_loss,
     keypoint_supervision_loss,
     part_id_loss,
     part_supervision_loss,
+    part_usage_loss,
     segment_centroids,
 )
 from reid_core.model import build_model
@@ -126,7 +128,14 @@ def test_part_supervision_and_concentration_terms_join_the_total() -> None:
     config = tiny_model_config(
         num_classes=3,
         heads={"num_parts": 6},
-        loss={"weights": {"part_supervision": 2.0, "concentration": 3.0}},
+        loss={
+            "weights": {
+                "part_supervision": 2.0,
+                "concentration": 3.0,
+                "keypoint_separation": 0.5,
+                "part_usage": 4.0,
+            }
+        },
         **SMALL_INPUT,
     )
     model = build_model(config).train()
@@ -135,9 +144,10 @@ def test_part_supervision_and_concentration_terms_join_the_total() -> None:
     with pytest.raises(ValueError, match="part_maps"):
         loss(model, images, PIDS)
     terms = loss(model, images, PIDS, part_maps=torch.randint(0, 17, (8, 128, 64)))
-    assert {"part_supervision", "concentration"} <= set(terms)
-    weights = {"equivariance": 10.0, "feature_consistency": 5.0}
-    weights |= {"part_supervision": 2.0, "concentration": 3.0}
+    added = {"part_supervision": 2.0, "concentration": 3.0}
+    added |= {"keypoint_separation": 0.5, "part_usage": 4.0}
+    assert set(added) <= set(terms)
+    weights = {"equivariance": 10.0, "feature_consistency": 5.0, **added}
     expected = sum(weights.get(n, 1.0) * v for n, v in terms.items() if n != "total")
     assert torch.allclose(terms["total"], expected)
 
@@ -210,3 +220,21 @@ def test_loss_input_errors_are_clear() -> None:
     unlabelled = build_model(tiny_model_config(**SMALL_INPUT)).train()
     with pytest.raises(ValueError, match="no classifier \\(num_classes 0\\)"):
         MotionAwareLoss(unlabelled.config)(unlabelled, torch.randn(8, 3, 128, 64), PIDS)
+
+
+def test_keypoint_separation_and_part_usage_match_hand_computations() -> None:
+    together = torch.zeros(2, 3, 2)
+    assert keypoint_separation_loss(together, sigma=0.2).item() == pytest.approx(1.0)
+    apart = torch.tensor([[[0.0, 0.0], [0.2, 0.0], [0.0, 0.2]]])
+    # pairs at distance 0.2 (twice) and 0.2·√2: exp(−0.5), exp(−0.5), exp(−1), each both ways
+    expected = (2 * math.exp(-0.5) + math.exp(-1.0)) * 2 / 6
+    assert keypoint_separation_loss(apart, sigma=0.2).item() == pytest.approx(expected, rel=1e-5)
+    segmentation = torch.zeros(1, 3, 2, 2)
+    segmentation[:, 0] = 1.0  # all background
+    segmentation[:, :, 0, 0] = torch.tensor([0.2, 0.4, 0.4])
+    mass = [0.8, 0.1, 0.1]  # mean over the four cells
+    prior = [0.5, 0.25, 0.25]
+    expected = sum(p * math.log(p / m) for p, m in zip(prior, mass, strict=True))
+    assert part_usage_loss(segmentation, 0.5).item() == pytest.approx(expected, rel=1e-5)
+    balanced = torch.tensor([0.5, 0.25, 0.25]).view(1, 3, 1, 1).expand(1, 3, 2, 2)
+    assert part_usage_loss(balanced, 0.5).item() == pytest.approx(0.0, abs=1e-6)
