@@ -96,6 +96,18 @@ def test_step_schedule_with_warmup() -> None:
     assert lr_factor(60, cfg) == pytest.approx(0.01)
 
 
+def test_model_overrides_change_the_named_model_config() -> None:
+    from reid_core.config import load_model_config
+
+    cfg = load_train_config(
+        Path("configs/train/synthetic_cpu.yaml"),
+        parse_overrides(["model.loss.weights.part_supervision=1.0", "model.heads.num_parts=6"]),
+    )
+    model = load_model_config(cfg.model)
+    assert model.loss.weights.part_supervision == 1.0 and model.heads.num_parts == 6
+    assert model.backbone.name == "mobilenetv2"  # still cpu_small.yaml underneath
+
+
 def test_per_step_warmup_and_parameter_groups() -> None:
     cfg = load_train_config(
         Path("configs/train/market1501.yaml"),

@@ -130,6 +130,9 @@ def load_train_config(path: str | Path, overrides: Mapping[str, Any] | None = No
     the file and the field."""
     data = read_yaml_with_bases(Path(path), "train config", relative_paths=[("model",)])
     if overrides:
+        if isinstance(overrides.get("model"), Mapping) and isinstance(data.get("model"), str):
+            # `model.heads.num_parts=6` changes the named model config, not a blank one
+            data["model"] = {"_base_": data["model"]}
         data = deep_merge(data, overrides)
     try:
         return TrainConfig.model_validate(data)
