@@ -39,27 +39,27 @@ class UnreadableImageError(OSError):
     does not fit its image; the message names the path."""
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """H×W×3 uint8 RGB; reads bytes first so non-ASCII paths and odd formats (tif) work."""
+def _decode(path: Path, flags: int, what: str) -> np.ndarray:
+    """Read bytes first (non-ASCII paths and odd formats such as tif work), then decode; an
+    unreadable or undecodable file is an `UnreadableImageError` naming ``what`` and the path."""
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as error:
-        raise UnreadableImageError(f"cannot read image {path}: {error}") from error
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise UnreadableImageError(f"cannot decode image {path} ({data.size} bytes)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        raise UnreadableImageError(f"cannot read {what} {path}: {error}") from error
+    decoded = cv2.imdecode(data, flags) if data.size else None
+    if decoded is None:
+        raise UnreadableImageError(f"cannot decode {what} {path} ({data.size} bytes)")
+    return decoded
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """H×W×3 uint8 RGB."""
+    return cv2.cvtColor(_decode(path, cv2.IMREAD_COLOR, "image"), cv2.COLOR_BGR2RGB)
 
 
 def read_part_map(path: Path) -> np.ndarray:
     """H×W uint8 part label map from a lossless single-channel 8-bit image (PNG)."""
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as error:
-        raise UnreadableImageError(f"cannot read part label map {path}: {error}") from error
-    labels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if labels is None:
-        raise UnreadableImageError(f"cannot decode part label map {path} ({data.size} bytes)")
+    labels = _decode(path, cv2.IMREAD_UNCHANGED, "part label map")
     if labels.ndim != 2 or labels.dtype != np.uint8:
         raise UnreadableImageError(
             f"part label map {path} is {labels.dtype} {labels.shape}, not a single-channel "
