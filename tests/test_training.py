@@ -155,6 +155,23 @@ def test_resume_continues_exactly(tiny_config: Path, tmp_path: Path) -> None:
     assert epochs == [0, 1]
 
 
+def test_resume_takes_a_checkpoint_from_before_a_new_field_but_not_another_model(
+    tiny_config: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    train(tiny_config, out, {"epochs": 1})
+    path = out / "checkpoints" / "last.pt"
+    state = torch.load(path, weights_only=True)
+    config = json.loads(state["model_config"])
+    del config["loss"]["weights"]["part_usage"]  # as written before the field existed
+    state["model_config"] = json.dumps(config)
+    torch.save(state, path)
+    train(tiny_config, out, {"epochs": 2}, resume=True)
+    assert [json.loads(line)["epoch"] for line in (out / "history.jsonl").open()] == [0, 1]
+    with pytest.raises(ValueError, match="another model config"):
+        train(tiny_config, out, {"epochs": 3, "model": {"heads": {"num_parts": 4}}}, resume=True)
+
+
 def test_resume_without_a_checkpoint_is_a_clear_error(tiny_config: Path, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         train(tiny_config, tmp_path / "empty", resume=True)

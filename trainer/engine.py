@@ -251,13 +251,16 @@ class Trainer:
         save(self.model, self.out_dir / "model_last.safetensors")
 
     def resume(self) -> None:
+        from reid_core.config import ModelConfig
+
         path = self.checkpoint_path
         if not path.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint at {path} (run without --resume)")
         state = torch.load(path, map_location=self.ctx.device, weights_only=True)
         if state.get("version") != CHECKPOINT_VERSION:
             raise ValueError(f"{path}: checkpoint version {state.get('version')} is not supported")
-        if state["model_config"] != self.model_cfg.to_json():
+        # compared as configs, so a field added since (at its default) is no difference
+        if ModelConfig.from_json(state["model_config"]) != self.model_cfg:
             raise ValueError(f"{path}: the checkpoint was trained with another model config")
         if state["world_size"] != self.ctx.world_size:
             log.warning(
