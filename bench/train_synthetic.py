@@ -225,6 +225,29 @@ def draw_parts(model: Any, data: Path, out: Path) -> None:
     draw_model_parts(model, read_crops(collect_images([data / "occluded_query"])[:12]), out)
 
 
+def side_by_side(out: Path, names: list[str]) -> Path | None:
+    """The part pictures of ``names`` (same crops, same layout) next to each other, each
+    headed by its row name: self-supervised and synthetic-supervised parts side by side."""
+    import cv2
+    import numpy as np
+
+    pictures = []
+    for name in names:
+        image = cv2.imread(str(out / f"parts_{name}.png"))
+        if image is None:
+            return None
+        header = np.full((28, image.shape[1], 3), 255, np.uint8)
+        cv2.putText(header, name, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
+        pictures.append(np.vstack([header, image]))
+    height = max(p.shape[0] for p in pictures)
+    padded = [
+        np.pad(p, ((0, height - p.shape[0]), (0, 8), (0, 0)), constant_values=255) for p in pictures
+    ]
+    path = out / "parts_side_by_side.png"
+    cv2.imwrite(str(path), np.hstack(padded))
+    return path
+
+
 def percent(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
@@ -290,6 +313,7 @@ def main() -> int:
         if (args.out / name / "row.json").is_file()
     }
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    side_by_side(args.out, ["full_self_supervised", "full_part_supervised"])
     table = report(results, args)
     (args.out / "table.md").write_text(table)
     console.print(table)
