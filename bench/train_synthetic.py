@@ -88,6 +88,12 @@ ROWS: dict[str, tuple[str, str, str, dict[str, Any]]] = {
         },
     ),
     "row5_heatmap_jacobian": ("ablation", "#5, FOMM Jacobian", FULL, NO_DECODER_JACOBIAN),
+    "row5_part_supervised": (
+        "ablation",
+        "#5 + L_part",
+        FULL,
+        {"loss": {"weights": {"part_supervision": 1.0}}},
+    ),
     "row5_part_supervised_projection": (
         "ablation",
         "#5 + L_part, parts from projection",
