@@ -27,6 +27,21 @@ def embedding_mlp(d_model: int) -> nn.Sequential:
     )
 
 
+PART_MASS_EPS = 1e-6
+
+
+def part_distributions(part_maps: torch.Tensor) -> torch.Tensor:
+    """Each part map of [B, K, h, w] as a distribution over the h·w positions:
+    S_k / (Σ_z S_k + ε)."""
+    return part_maps / (part_maps.sum((2, 3), keepdim=True) + PART_MASS_EPS)
+
+
+def segment_centroids(segmentation: torch.Tensor) -> torch.Tensor:
+    """Eq. 5's s^k: first moments Σ_z S_k(z)·z / Σ_z S_k(z) of the K foreground parts of a
+    [B, K+1, h, w] segmentation → [B, K, 2] in [-1, 1]."""
+    return soft_argmax(part_distributions(segmentation[:, 1:]))
+
+
 def soft_argmax(heatmaps: torch.Tensor) -> torch.Tensor:
     """Expected (x, y) of [B, K, h, w] probability maps, in the [-1, 1] cell-centre convention
     of ``F.grid_sample(align_corners=False)``."""

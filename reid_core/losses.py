@@ -34,7 +34,7 @@ from torch import nn
 
 from reid_core.config import ModelConfig, load_model_config
 from reid_core.distance import pairwise_distance, part_distance
-from reid_core.heads import soft_argmax
+from reid_core.heads import part_distributions, segment_centroids, soft_argmax
 from reid_core.model import MotionAwareTransformer, TrainOutput
 from reid_core.motion import (
     ThinPlateSpline,
@@ -44,8 +44,6 @@ from reid_core.motion import (
     warp_features,
 )
 from reid_core.parts import part_targets
-
-SEGMENT_MASS_EPS = 1e-6
 
 
 def _check_labels(pids: torch.Tensor, num_classes: int) -> None:
@@ -136,21 +134,12 @@ def feature_consistency_loss(
     return (weights * divergence).sum((1, 2)) / weights.sum((1, 2)).clamp_min(1e-6)
 
 
-def segment_centroids(segmentation: torch.Tensor) -> torch.Tensor:
-    """Eq. 5's s^k: first moments Σ_z S_k(z)·z / Σ_z S_k(z) of the K foreground parts of a
-    [B, K+1, h, w] segmentation → [B, K, 2] in [-1, 1]."""
-    parts = segmentation[:, 1:].float()
-    mass = parts.sum((2, 3), keepdim=True) + SEGMENT_MASS_EPS
-    return soft_argmax(parts / mass)
-
-
 def concentration_loss(segmentation: torch.Tensor) -> torch.Tensor:
     """SCOPS' concentration term: each foreground part's spatial variance around its own
     centroid, Σ_z S̄_k(z)‖z − c_k‖² (S̄_k = S_k normalised over z), mean over parts and images.
     A part spread over the whole crop pays the most; a compact one little."""
-    parts = segmentation[:, 1:].float()
-    normalised = parts / (parts.sum((2, 3), keepdim=True) + SEGMENT_MASS_EPS)
-    grid = coordinate_grid(*parts.shape[-2:], device=parts.device, dtype=parts.dtype)
+    normalised = part_distributions(segmentation[:, 1:].float())
+    grid = coordinate_grid(*normalised.shape[-2:], device=normalised.device, dtype=normalised.dtype)
     centroids = soft_argmax(normalised)  # [B, K, 2]
     offsets = grid.view(1, 1, *grid.shape) - centroids.view(*centroids.shape[:2], 1, 1, 2)
     return (normalised * offsets.pow(2).sum(-1)).sum((2, 3)).mean()

@@ -19,7 +19,12 @@ from torch import nn
 from reid_core.backbone import build_backbone
 from reid_core.config import ModelConfig, load_model_config
 from reid_core.features import ReIDFeatures
-from reid_core.heads import KeypointHead, SegmentationHead, soft_argmax
+from reid_core.heads import (
+    PART_MASS_EPS,
+    KeypointHead,
+    SegmentationHead,
+    segment_centroids,
+)
 from reid_core.transformer import (
     ProjectionWithPosition,
     QueryDecoder,
@@ -27,8 +32,6 @@ from reid_core.transformer import (
     to_map,
     to_tokens,
 )
-
-PART_MASS_EPS = 1e-6
 
 
 @dataclass
@@ -161,7 +164,7 @@ class MotionAwareTransformer(nn.Module):
         if self.keypoint_head is not None:
             _, keypoints, jacobians = self.keypoint_head(feature_map, keypoint_queries)
         else:
-            keypoints = soft_argmax(part_maps / denominator.unsqueeze(-1))
+            keypoints = segment_centroids(segmentation)
             jacobians = torch.eye(2, device=feature_map.device).expand(batch, self.num_parts, 2, 2)
         return embeddings, visibility, keypoints, jacobians, segmentation
 

@@ -9,6 +9,7 @@ import torch
 from test_model import tiny_model_config
 
 from reid_core.distance import pairwise_distance
+from reid_core.heads import segment_centroids
 from reid_core.losses import (
     MotionAwareLoss,
     batch_hard_triplet_loss,
@@ -21,7 +22,6 @@ from reid_core.losses import (
     part_id_loss,
     part_supervision_loss,
     part_usage_loss,
-    segment_centroids,
 )
 from reid_core.model import build_model
 

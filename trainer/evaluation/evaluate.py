@@ -182,10 +182,7 @@ def measure_part_health(
         for start in range(0, len(labelled), batch_size):
             chosen = labelled[start : start + batch_size]
             maps = np.stack(
-                [
-                    read_part_map(Path(data.root) / records[i].extras[PART_MAP_KEY], input_size)
-                    for i in chosen
-                ]
+                [read_part_map(records[i].extras[PART_MAP_KEY], input_size) for i in chosen]
             )
             accumulator.add_label_maps(features.segmentation[chosen], maps)
     return accumulator.compute()
