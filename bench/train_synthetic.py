@@ -195,32 +195,36 @@ def run_row(args: argparse.Namespace, name: str, data: Path) -> dict[str, Any]:
 
 
 def evaluate_row(model: Any, data: Path) -> dict[str, Any]:
-    """Rank-1 / mAP with both distances on occluded and holistic queries, and part health."""
+    """Rank-1 / mAP with both distances on occluded and holistic queries (the gallery embedded
+    once), and part health on the occluded queries + gallery."""
     from reid_core import global_distance, occlusion_aware_distance
-    from trainer.evaluation.evaluate import evaluate_model
+    from trainer.data import TransformConfig, build_dataset, build_transforms
+    from trainer.evaluation.evaluate import extract_features, measure_part_health
     from trainer.evaluation.ranking import evaluate_features
 
+    height, width = model.config.input_size
+    transform = build_transforms(TransformConfig(height=height, width=width))[1]
+    distances = {"global": global_distance}
+    if model.num_parts:
+        distances["occlusion-aware"] = occlusion_aware_distance
     row: dict[str, Any] = {}
+    gallery = None
     for split in ("occluded_query", "query"):
-        result = evaluate_model(model, "synthetic", data, options={"query_split": split})
+        dataset = build_dataset("synthetic", data, query_split=split)
+        if gallery is None:
+            gallery = extract_features(model, dataset.gallery, transform, description="gallery")
+        query = extract_features(model, dataset.query, transform, description=split)
         labels = (
-            [r.pid for r in result.dataset.query],
-            [r.pid for r in result.dataset.gallery],
-            [r.camid for r in result.dataset.query],
-            [r.camid for r in result.dataset.gallery],
+            [r.pid for r in dataset.query],
+            [r.pid for r in dataset.gallery],
+            [r.camid for r in dataset.query],
+            [r.camid for r in dataset.gallery],
         )
-        distances = {"global": global_distance}
-        if model.num_parts:
-            distances["occlusion-aware"] = occlusion_aware_distance
         for distance, function in distances.items():
-            metrics = evaluate_features(result.query, result.gallery, function, *labels)
+            metrics = evaluate_features(query, gallery, function, *labels)
             row[f"{split}/{distance}"] = {"rank1": float(metrics["cmc"][0]), "mAP": metrics["mAP"]}
         if split == "occluded_query":
-            row["part_health"] = {
-                k.removeprefix("part_health/"): v
-                for k, v in result.metrics.items()
-                if k.startswith("part_health/")
-            }
+            row["part_health"] = measure_part_health(dataset, query, gallery, (height, width))
     return row
 
 
