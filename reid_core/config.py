@@ -83,9 +83,10 @@ class HeadsConfig(StrictModel):
     same for every image, so a ``query`` Jacobian would be one constant matrix for all images
     and L_eq's Jacobian term could not be met: rows #2 and #3 need ``heatmap_pooled``.
     part_source: the map the part features f_k are pooled from — ``encoder`` (E, the paper)
-    or ``projection`` (the projected backbone map before the encoder's global self-attention,
-    as part-based models such as BPBreID pool from the backbone; the segmentation still comes
-    from E).
+    or ``projection`` (the 1×1-projected backbone map, before the position embedding and the
+    encoder's global self-attention, as part-based models such as BPBreID pool from the
+    backbone: every E token has attended to the whole crop, so parts pooled from E resemble
+    the global feature; the segmentation still comes from E).
     """
 
     num_parts: int = Field(10, ge=0)

@@ -132,9 +132,9 @@ class MotionAwareTransformer(nn.Module):
         """Backbone → projection + position → encoder (SPEC §2.1-2.3): E [B, d, h, w] and the
         map the part features are pooled from (E, or the projected map: heads.part_source)."""
         feature_map = self.backbone(images)
-        if self.projection is not None:
-            feature_map = self.projection(feature_map)
         projected = feature_map
+        if self.projection is not None:
+            projected, feature_map = self.projection(feature_map)
         if self.encoder is not None:
             feature_map = to_map(self.encoder(to_tokens(feature_map)), self.grid)
         part_source = projected if self.config.heads.part_source == "projection" else feature_map

@@ -18,14 +18,17 @@ class ProjectionWithPosition(nn.Module):
         self.position = nn.Parameter(torch.zeros(1, d_model, *grid))
         nn.init.trunc_normal_(self.position, std=0.02)
 
-    def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
+    def forward(self, feature_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """→ (the projected map, the projected map + position). The first carries no position,
+        so features pooled from it describe appearance alone (heads.part_source)."""
         if feature_map.shape[-2:] != self.position.shape[-2:]:
             raise ValueError(
                 f"feature grid {tuple(feature_map.shape[-2:])} does not match the position "
                 f"embedding {tuple(self.position.shape[-2:])}: feed crops of the configured "
                 "input_size (default 256×128)"
             )
-        return self.project(feature_map) + self.position
+        projected = self.project(feature_map)
+        return projected, projected + self.position
 
 
 def to_tokens(feature_map: torch.Tensor) -> torch.Tensor:
