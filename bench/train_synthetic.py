@@ -115,6 +115,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--height", type=int, default=128)
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--photo-textures", type=float, default=0.0, help="world v2 (trainer synth reid)"
+    )
+    parser.add_argument(
+        "--photo-backgrounds", type=float, default=0.0, help="world v2 (trainer synth reid)"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's own)")
     parser.add_argument("--report", action="store_true", help="only print the finished rows")
     parser.add_argument("--out", type=Path, default=ROOT / "runs/bench/train_synthetic")
@@ -124,13 +130,22 @@ def parse_args() -> argparse.Namespace:
 def render_data(args: argparse.Namespace) -> Path:
     from trainer.synth.reid_set import ReidSetConfig, write_reid_set
 
-    data = args.out / f"data-{args.identities}ids-{args.cameras}cams-seed{args.seed}"
+    world = ""
+    if args.photo_textures or args.photo_backgrounds:
+        world = f"-phototex{args.photo_textures:g}-photobg{args.photo_backgrounds:g}"
+    data = args.out / f"data-{args.identities}ids-{args.cameras}cams-seed{args.seed}{world}"
     if not (data / "meta.json").is_file():
         if data.exists():  # an interrupted render: start it again
             import shutil
 
             shutil.rmtree(data)
-        cfg = ReidSetConfig(identities=args.identities, cameras=args.cameras, seed=args.seed)
+        cfg = ReidSetConfig(
+            identities=args.identities,
+            cameras=args.cameras,
+            seed=args.seed,
+            photo_textures=args.photo_textures,
+            photo_backgrounds=args.photo_backgrounds,
+        )
         write_reid_set(cfg, data)
     return data
 
@@ -163,6 +178,7 @@ def run_row(args: argparse.Namespace, name: str, data: Path) -> dict[str, Any]:
     """Train (or resume) one row, then evaluate it; the result is cached in row.json."""
     from reid_core import load
     from trainer.engine import train
+    from trainer.evaluation.evaluate import synthetic_benchmark
 
     out = args.out / name
     result_path = out / "row.json"
@@ -184,47 +200,15 @@ def run_row(args: argparse.Namespace, name: str, data: Path) -> dict[str, Any]:
         "train_seconds_this_run": seconds,
         "images_per_second": sum(h["images_per_second"] for h in history) / len(history),
         "final_losses": {
-            k: v for k, v in history[-1].items() if k not in ("epoch", "lr", "images_per_second")
+            k: v
+            for k, v in history[-1].items()
+            if k not in ("epoch", "lr", "images_per_second", "steps", "seconds")
         },
-        **evaluate_row(model, data),
+        **synthetic_benchmark(model, data),
     }
     if model.num_parts:
         draw_parts(model, data, args.out / f"parts_{name}.png")
     result_path.write_text(json.dumps(row, indent=2) + "\n")
-    return row
-
-
-def evaluate_row(model: Any, data: Path) -> dict[str, Any]:
-    """Rank-1 / mAP with both distances on occluded and holistic queries (the gallery embedded
-    once), and part health on the occluded queries + gallery."""
-    from reid_core import global_distance, occlusion_aware_distance
-    from trainer.data import TransformConfig, build_dataset, build_transforms
-    from trainer.evaluation.evaluate import extract_features, measure_part_health
-    from trainer.evaluation.ranking import evaluate_features
-
-    height, width = model.config.input_size
-    transform = build_transforms(TransformConfig(height=height, width=width))[1]
-    distances = {"global": global_distance}
-    if model.num_parts:
-        distances["occlusion-aware"] = occlusion_aware_distance
-    row: dict[str, Any] = {}
-    gallery = None
-    for split in ("occluded_query", "query"):
-        dataset = build_dataset("synthetic", data, query_split=split)
-        if gallery is None:
-            gallery = extract_features(model, dataset.gallery, transform, description="gallery")
-        query = extract_features(model, dataset.query, transform, description=split)
-        labels = (
-            [r.pid for r in dataset.query],
-            [r.pid for r in dataset.gallery],
-            [r.camid for r in dataset.query],
-            [r.camid for r in dataset.gallery],
-        )
-        for distance, function in distances.items():
-            metrics = evaluate_features(query, gallery, function, *labels)
-            row[f"{split}/{distance}"] = {"rank1": float(metrics["cmc"][0]), "mAP": metrics["mAP"]}
-        if split == "occluded_query":
-            row["part_health"] = measure_part_health(dataset, query, gallery, (height, width))
     return row
 
 

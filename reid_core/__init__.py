@@ -3,6 +3,7 @@
 reid_core never imports `trainer` or `stream`; both of them import it.
 """
 
+from reid_core import zoo  # shipped models: reid_core.zoo.load_shipped()
 from reid_core.checkpoint import load, save
 from reid_core.distance import global_distance, occlusion_aware_distance
 from reid_core.features import ReIDFeatures
@@ -15,4 +16,5 @@ __all__ = [
     "load",
     "occlusion_aware_distance",
     "save",
+    "zoo",
 ]

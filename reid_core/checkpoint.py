@@ -42,6 +42,32 @@ def save(model: nn.Module, path: str | Path, extra_metadata: dict[str, str] | No
     return path
 
 
+def save_for_inference(
+    model: nn.Module,
+    path: str | Path,
+    dtype: torch.dtype = torch.float16,
+    extra_metadata: dict[str, str] | None = None,
+) -> Path:
+    """What ships: the model without its training-only classifier heads (``num_classes`` 0)
+    and its floating-point tensors in ``dtype`` (fp16 halves the file). ``load`` reads it
+    back in float32; the features differ from the source model by fp16 rounding alone."""
+    inner = getattr(model, "module", model)
+    if not isinstance(inner, MotionAwareTransformer):
+        raise TypeError(f"save_for_inference needs a MotionAwareTransformer, got {type(inner)}")
+    lean = MotionAwareTransformer(
+        inner.config.model_copy(
+            update={
+                "num_classes": 0,
+                "backbone": inner.config.backbone.model_copy(update={"weights": "random"}),
+            }
+        )
+    )
+    tensors = {k: v for k, v in inner.state_dict().items() if k in lean.state_dict()}
+    lean.load_state_dict(tensors, strict=True)
+    lean.config = inner.config.model_copy(update={"num_classes": 0})
+    return save(lean.to(dtype), path, extra_metadata)  # to() leaves integer counters alone
+
+
 def read_metadata(path: str | Path) -> dict[str, str]:
     """The checkpoint's metadata (format, version, model_config JSON, caller extras)."""
     path = Path(path)

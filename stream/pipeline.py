@@ -152,12 +152,13 @@ def worker_configs(config: CamsConfig, out: Path, run_id: str) -> list[WorkerPro
                 **config.worker.get("tracklets", {}),
             },
         }
-        WorkerConfig.model_validate(settings)  # a bad `worker:` section fails here, named
+        checked = WorkerConfig.model_validate(settings)  # a bad `worker:` fails here, named
         path = folder / f"worker-{index}.yaml"
         path.write_text(yaml.safe_dump(settings, sort_keys=False))
         workers.append(
             WorkerProcess(index, path, folder / f"worker-{index}.log", crops, assignments)
         )
+    checked.embedder.resolved()  # the shipped model's digest check and ONNX export, once, here
     return workers
 
 

@@ -2,7 +2,7 @@
 
 An image query (one or more crops of one person) is embedded with the runtime that built the
 gallery — named in the gallery's manifest (`stream.gallery.read_manifest`) unless `--model`
-says otherwise — searched in the gallery with payload filters (camera, time), re-ranked by the
+says otherwise; a server gallery without a manifest gets the shipped default model — searched in the gallery with payload filters (camera, time), re-ranked by the
 occlusion-aware part distance, and answered as a table (or JSON) and a contact sheet: the query
 with its part map, then the top-k thumbnails with camera, time and score. A global-id query
 lists every appearance of that identity across cameras in time order.
@@ -187,9 +187,14 @@ def _open(args: argparse.Namespace):
         embedder_config = EmbedderConfig(runtime=args.runtime, model=Path(args.model))
     elif manifest is not None:
         embedder_config = manifest.embedder
-    else:
+    elif args.gallery:
         raise SearchError("this gallery names no model (no manifest): give --model")
-    embedder = embedder_config.open()  # also for a global-id query: it knows the vector sizes
+    else:  # a server gallery keeps no manifest: the shipped model, as `stream run` defaults to
+        embedder_config = EmbedderConfig(runtime=args.runtime)
+    try:  # also for a global-id query: the model knows the vector sizes
+        embedder = embedder_config.open()
+    except (FileNotFoundError, ValueError) as error:  # a missing, foreign or altered model
+        raise SearchError(str(error)) from None
     sizes = {"vector_size": embedder.dim, "num_parts": embedder.num_parts}
     settings = (
         manifest.gallery.model_dump(exclude={"path", "url", "vector_size", "num_parts"})
@@ -277,7 +282,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--gallery", help="embedded gallery folder (RUN/gallery)")
     where.add_argument("--url", help="Qdrant server URL (API key: QDRANT_API_KEY)")
-    parser.add_argument("--model", help="checkpoint or ONNX (default: the gallery's manifest)")
+    parser.add_argument(
+        "--model",
+        help="checkpoint or ONNX (default: the gallery's manifest, else the shipped model)",
+    )
     parser.add_argument("--runtime", default="onnxruntime", choices=["torch", "onnxruntime"])
     parser.add_argument("--camera", help="only appearances on this camera")
     parser.add_argument("--since", type=float, help="only appearances seen at or after T (s)")

@@ -166,14 +166,20 @@ class Worker:
         embedder: Embedder | None = None,
     ) -> Worker:
         """Open the configured gallery (sized to the model, ids partitioned among the workers;
-        an embedded one gets its manifest) and embedder, unless an open ``embedder`` is given."""
-        embedder = embedder or config.embedder.open()
-        gallery_config = fit_gallery_config(config.gallery, embedder).model_copy(
-            update={"id_offset": config.worker_index, "id_stride": config.num_workers}
-        )
+        an embedded one gets its manifest) and embedder, unless an open ``embedder`` is given.
+        With no model named the worker runs the shipped default model and, unless the config
+        sets one, the gallery threshold calibrated for it (its card)."""
+        embedder_config = config.embedder if embedder else config.embedder.resolved()
+        embedder = embedder or embedder_config.open()
+        update = {"id_offset": config.worker_index, "id_stride": config.num_workers}
+        if config.embedder.model is None and "threshold" not in config.gallery.model_fields_set:
+            from reid_core.zoo import read_card
+
+            update["threshold"] = read_card().threshold
+        gallery_config = fit_gallery_config(config.gallery, embedder).model_copy(update=update)
         gallery = Gallery.open(gallery_config)
         if gallery_config.path is not None:  # `stream search` embeds with the same model
-            write_manifest(gallery_config.path, gallery_config, config.embedder)
+            write_manifest(gallery_config.path, gallery_config, embedder_config)
         return cls(config, embedder, gallery, publish)
 
     # ---- messages in ----------------------------------------------------------------------

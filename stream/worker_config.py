@@ -96,7 +96,7 @@ class WorkerConfig(StrictModel):
     worker_index: Annotated[int, Field(ge=0)] = 0
     num_workers: Annotated[int, Field(ge=1)] = 1
     sockets: SocketsConfig = SocketsConfig()
-    embedder: EmbedderConfig
+    embedder: EmbedderConfig = EmbedderConfig()  # no model named: the shipped default model
     batching: BatchingConfig = BatchingConfig()
     tracklets: TrackletConfig = TrackletConfig()
     gallery: GalleryConfig

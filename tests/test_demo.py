@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from reid_core import ReIDFeatures, occlusion_aware_distance
-from stream.demo import calibrate_threshold, pseudo_tracklets
+from stream.calibration import calibrate_threshold, pseudo_tracklets
 from stream.gallery import Appearance
 from stream.gallery.records import as_features
 

@@ -12,6 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
+from trainer.evaluation import real_probe as probe_lib
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -73,15 +75,15 @@ def fake_sequence(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_split_track_first_and_last_40_percent() -> None:
-    assert real_probe.split_track(1).tolist() == [0]
-    assert real_probe.split_track(2).tolist() == [1, 2]
-    assert real_probe.split_track(3).tolist() == [1, 0, 2]
-    assert real_probe.split_track(5).tolist() == [1, 1, 0, 2, 2]
-    assert real_probe.split_track(10).tolist() == [1] * 4 + [0] * 2 + [2] * 4
+    assert probe_lib.split_track(1).tolist() == [0]
+    assert probe_lib.split_track(2).tolist() == [1, 2]
+    assert probe_lib.split_track(3).tolist() == [1, 0, 2]
+    assert probe_lib.split_track(5).tolist() == [1, 1, 0, 2, 2]
+    assert probe_lib.split_track(10).tolist() == [1] * 4 + [0] * 2 + [2] * 4
 
 
 def test_cut_probe_set_frames_rows_and_split(fake_sequence: Path) -> None:
-    crops, pids, camids, frames = real_probe.cut_probe_set(fake_sequence, every=5, min_height=64)
+    crops, pids, camids, frames = probe_lib.cut_probe_set(fake_sequence, every=5, min_height=64)
     assert set(frames.tolist()) <= {1, 6, 11, 16, 21}
     assert sorted(set(pids.tolist())) == [1, 2, 3, 6]  # 4 short, 5 conf 0, 7 and 8 too few
     for pid in (1, 2, 3, 6):
@@ -94,35 +96,35 @@ def test_cut_probe_set_frames_rows_and_split(fake_sequence: Path) -> None:
     first = crops[int(np.flatnonzero(pids == 1)[0])]  # RGB: red on top, blue below
     assert np.abs(first[20, 15].astype(int) - RED).max() < 40
     assert np.abs(first[60, 15].astype(int) - BLUE).max() < 40
-    _, pids_low, _, _ = real_probe.cut_probe_set(fake_sequence, every=5, min_height=30)
+    _, pids_low, _, _ = probe_lib.cut_probe_set(fake_sequence, every=5, min_height=30)
     assert 4 in pids_low.tolist()
 
 
 def test_hsv_baseline_ranks_the_right_person_first(fake_sequence: Path) -> None:
-    crops, pids, camids, _ = real_probe.cut_probe_set(fake_sequence)
+    crops, pids, camids, _ = probe_lib.cut_probe_set(fake_sequence)
     keep = pids != 6  # a grey sliver of the border person would only add noise
     crops = [c for c, k in zip(crops, keep, strict=True) if k]
     pids, camids = pids[keep], camids[keep]
-    features = real_probe.hsv_stripe_features(crops)
+    features = probe_lib.hsv_stripe_features(crops)
     assert features.shape == (len(crops), 6, 128)
     np.testing.assert_allclose(features.sum(-1), 1.0, atol=1e-5)
     query = camids == 1
-    distance = real_probe.hsv_stripe_distance(features[query], features[~query])
+    distance = probe_lib.hsv_stripe_distance(features[query], features[~query])
     assert distance.min() >= 0 and distance.max() <= 1
     assert (pids[~query][distance.argmin(1)] == pids[query]).all()  # 1 and 2: stripes matter
-    metrics = real_probe.score(distance, pids[query], pids[~query], camids[query], camids[~query])
+    metrics = probe_lib.score(distance, pids[query], pids[~query], camids[query], camids[~query])
     assert metrics["rank1"] == 1.0 and metrics["mAP"] == 1.0
 
 
 def test_missing_sequence_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="gt/gt.txt") as error:
-        real_probe.cut_probe_set(tmp_path / "nowhere")
+        probe_lib.cut_probe_set(tmp_path / "nowhere")
     assert str(tmp_path / "nowhere") in str(error.value)
 
 
 def test_mobilenet_features_are_unit_vectors(fake_sequence: Path) -> None:
-    crops = real_probe.cut_probe_set(fake_sequence).crops[:4]
-    features = real_probe.mobilenet_features(crops)
+    crops = probe_lib.cut_probe_set(fake_sequence).crops[:4]
+    features = probe_lib.mobilenet_features(crops)
     assert features.shape == (4, 1280)
     np.testing.assert_allclose(np.linalg.norm(features, axis=1), 1.0, atol=1e-5)
 
@@ -158,10 +160,10 @@ def test_whole_run_with_a_checkpoint(
 
 
 def test_real_tud_campus_counts_are_plausible() -> None:
-    data = real_probe.DEFAULT_DATA  # ../shared/data/mot15-TUD-Campus next to the repository
+    data = probe_lib.DEFAULT_DATA  # ../shared/data/mot15-TUD-Campus next to the repository
     if not (data / "gt" / "gt.txt").is_file():
         pytest.skip(f"shared real footage not present at {data}")
-    crops, pids, camids, frames = real_probe.cut_probe_set(data)
+    crops, pids, camids, frames = probe_lib.cut_probe_set(data)
     assert 5 <= len(set(pids.tolist())) <= 8  # 8 people in the clip
     assert (camids == 1).sum() == (camids == 2).sum() >= 20  # symmetric 40 / 40 split
     assert ((frames - 1) % 5 == 0).all() and frames.max() <= 71

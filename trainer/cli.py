@@ -14,13 +14,14 @@ SUBCOMMAND_MODULES = [
     "trainer.evaluation.evaluate",
     "trainer.viz",
     "trainer.export",
+    "trainer.release",
 ]
 
 
 def parser() -> argparse.ArgumentParser:
     return build_parser(
         "trainer",
-        "OccluReID trainer: render synthetic data, train, evaluate and export models.",
+        "OccluReID trainer: render synthetic data, train, evaluate, export and release models.",
         SUBCOMMAND_MODULES,
     )
 

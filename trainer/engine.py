@@ -377,6 +377,8 @@ class Trainer:
         count = max(1, min(steps, step_index + 1))
         history = {name: total / count for name, total in sums.items()}
         history["images_per_second"] = images_seen * self.ctx.world_size / max(elapsed, 1e-9)
+        history["steps"] = count  # optimizer steps this epoch; with seconds, a model card's
+        history["seconds"] = elapsed  # steps and wall time come from history.jsonl
         history["step_identities"] = step_identities
         return history
 

@@ -127,7 +127,11 @@ class EmbedderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     runtime: str = "onnxruntime"
-    model: Path = Field(..., description=".safetensors checkpoint (torch) or .onnx (onnxruntime)")
+    model: Path | None = Field(
+        None,
+        description=".safetensors checkpoint (torch) or .onnx (onnxruntime); None: the shipped "
+        "default model (reid_core.zoo; exported to ONNX once for onnxruntime)",
+    )
     device: Device = "auto"
     threads: Annotated[int, Field(ge=1)] | None = None
     graph_optimization: Literal["disable", "basic", "extended", "all"] = Field(
@@ -141,6 +145,17 @@ class EmbedderConfig(BaseModel):
             raise ValueError(f"unknown runtime {name!r}; valid: {', '.join(sorted(RUNTIMES))}")
         return name
 
+    def resolved(self) -> EmbedderConfig:
+        """This config with ``model`` a concrete file: the shipped default model's weights
+        (torch) or its cached ONNX export (onnxruntime) when none was named."""
+        if self.model is not None:
+            return self
+        from reid_core import zoo
+
+        path = zoo.shipped_onnx_path() if self.runtime == "onnxruntime" else None
+        return self.model_copy(update={"model": path or zoo.shipped_model_path()})
+
     def open(self) -> PreprocessingEmbedder:
         """Load the model into its runtime (a missing or foreign file is a clear error)."""
-        return runtime_class(self.runtime).from_config(self)
+        config = self.resolved()
+        return runtime_class(config.runtime).from_config(config)

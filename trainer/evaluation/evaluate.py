@@ -188,6 +188,40 @@ def measure_part_health(
     return accumulator.compute()
 
 
+def synthetic_benchmark(model: nn.Module, data: str | Path) -> dict[str, Any]:
+    """The synthetic occluded benchmark of a rendered set's test identities: Rank-1 / mAP with
+    both distances on the occluded and the holistic queries (the gallery embedded once), and
+    part health on the occluded queries + gallery against the rendered part maps
+    (`bench/train_synthetic.py` rows and shipped model cards)."""
+    from trainer.data import TransformConfig, build_dataset, build_transforms
+    from trainer.evaluation.ranking import evaluate_features
+
+    height, width = model.config.input_size
+    transform = build_transforms(TransformConfig(height=height, width=width))[1]
+    distances = {"global": global_distance}
+    if model.num_parts:
+        distances["occlusion-aware"] = occlusion_aware_distance
+    row: dict[str, Any] = {}
+    gallery = None
+    for split in ("occluded_query", "query"):
+        dataset = build_dataset("synthetic", data, query_split=split)
+        if gallery is None:
+            gallery = extract_features(model, dataset.gallery, transform, description="gallery")
+        query = extract_features(model, dataset.query, transform, description=split)
+        labels = (
+            [r.pid for r in dataset.query],
+            [r.pid for r in dataset.gallery],
+            [r.camid for r in dataset.query],
+            [r.camid for r in dataset.gallery],
+        )
+        for distance, function in distances.items():
+            metrics = evaluate_features(query, gallery, function, *labels)
+            row[f"{split}/{distance}"] = {"rank1": float(metrics["cmc"][0]), "mAP": metrics["mAP"]}
+        if split == "occluded_query":
+            row["part_health"] = measure_part_health(dataset, query, gallery, (height, width))
+    return row
+
+
 def _ranked_lists_picture(result: EvaluationResult, distance_fn: Any, out_path: Path) -> None:
     from trainer.evaluation.ranked_lists import draw_ranked_lists, query_distances, select_queries
     from trainer.evaluation.ranking import ProtocolLabels

@@ -85,6 +85,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     reid.add_argument(
         "--size", type=_size, default=(128, 256), metavar="WxH", help="crop size (default 128x256)"
     )
+    reid.add_argument(
+        "--test-identities",
+        type=int,
+        default=None,
+        help="identities kept for query/gallery (default: half; the rest train)",
+    )
+    reid.add_argument(
+        "--photo-textures",
+        type=float,
+        default=0.0,
+        help="world v2: each garment's chance of a photo texture (default 0)",
+    )
+    reid.add_argument(
+        "--photo-backgrounds",
+        type=float,
+        default=0.0,
+        help="world v2: each crop's chance of a real photo behind the people (default 0)",
+    )
     reid.set_defaults(handler=_reid)
 
     video = products.add_parser(
@@ -128,9 +146,12 @@ def _reid(args: argparse.Namespace) -> int:
             size=args.size,
             distractor_fraction=args.distractor_fraction,
             junk_fraction=args.junk_fraction,
+            test_identities=args.test_identities,
+            photo_textures=args.photo_textures,
+            photo_backgrounds=args.photo_backgrounds,
         )
         meta = write_reid_set(cfg, Path(args.out), args.workers, not args.quiet, _arguments(args))
-    except (ValueError, FileExistsError) as error:
+    except (ValueError, FileExistsError, FileNotFoundError) as error:
         print(f"trainer synth reid: error: {error}", file=sys.stderr)
         return 2
     if args.preview:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
+import cv2
 import numpy as np
 
 from trainer.synth.cameras import CameraLook, sample_look
@@ -20,11 +21,12 @@ from trainer.synth.compositing import Compositor, PersonVisibility, PlacedSprite
 from trainer.synth.figure import FigureSprite, render_figure
 from trainer.synth.occluders import BOTTOM_KINDS, OBJECT_KINDS, draw_object
 from trainer.synth.people import Appearance, sample_appearance
+from trainer.synth.photos import photo_background
 from trainer.synth.scenes import CropBackdrop
 from trainer.synth.seeding import generator
 
 # seed namespaces of the crop set: what a generator is for, so streams never collide
-IDENTITY, DISTRACTOR, JUNK, CAMERA, EXTRA, RENDER, BACKDROP = range(1, 8)
+IDENTITY, DISTRACTOR, JUNK, CAMERA, EXTRA, RENDER, BACKDROP, PHOTO_BACKGROUND = range(1, 9)
 OCCLUDED_QUERY_MIN = 0.3
 _TARGET_DEPTH, _OCCLUDER_DEPTH, _CLUTTER_DEPTH = 10.0, 5.0, 20.0
 
@@ -70,9 +72,9 @@ def crop_camera(seed: int, camid: int) -> CropCamera:
 
 
 @lru_cache(maxsize=4096)
-def appearance(seed: int, namespace: int, number: int) -> Appearance:
+def appearance(seed: int, namespace: int, number: int, photo_textures: float = 0.0) -> Appearance:
     """The look of person `number` of a namespace (identity, distractor, junk, extra)."""
-    return sample_appearance(generator(seed, namespace, number))
+    return sample_appearance(generator(seed, namespace, number), photo_textures)
 
 
 @dataclass
@@ -105,12 +107,40 @@ class CropRender:
 
 
 class CropWorld:
-    """Per-process caches of the cameras' backdrops; built lazily, deterministically."""
+    """Per-process caches of the cameras' backdrops; built lazily, deterministically.
 
-    def __init__(self, seed: int, size: tuple[int, int]) -> None:
+    World v2 switches (`ReidSetConfig`): ``photo_textures`` is each garment's chance of a
+    photo texture, ``photo_backgrounds`` each crop's chance of a real photo behind the people
+    instead of its camera's drawn street (`trainer.synth.photos`)."""
+
+    def __init__(
+        self,
+        seed: int,
+        size: tuple[int, int],
+        photo_textures: float = 0.0,
+        photo_backgrounds: float = 0.0,
+    ) -> None:
         self.seed = seed
         self.size = size
+        self.photo_textures = photo_textures
+        self.photo_backgrounds = photo_backgrounds
         self._backdrops: dict[int, CropBackdrop] = {}
+
+    def person(self, namespace: int, number: int) -> Appearance:
+        return appearance(self.seed, namespace, number, self.photo_textures)
+
+    def background(self, spec: CropSpec, rng: np.random.Generator) -> np.ndarray:
+        """The crop's empty scene: a window of its camera's street (drawn with ``rng``, as in
+        world v1), or a photo, slightly out of focus, from a stream of its own."""
+        w, h = self.size
+        street = self.backdrop(spec.camid).window(rng, w, h)
+        if self.photo_backgrounds <= 0.0:
+            return street
+        photo_rng = generator(spec.render_seed, PHOTO_BACKGROUND)
+        if photo_rng.random() >= self.photo_backgrounds:
+            return street
+        photo = photo_background(photo_rng, h, w)
+        return cv2.GaussianBlur(photo, (0, 0), photo_rng.uniform(0.3, 1.5))
 
     def backdrop(self, camid: int) -> CropBackdrop:
         if camid not in self._backdrops:
@@ -242,14 +272,14 @@ def _person_occluder(
     camera: CropCamera,
     goal: float,
     rng: np.random.Generator,
-    seed: int,
+    world: CropWorld,
     layer: int,
 ) -> None:
     """Another pedestrian, nearer the camera, steps in from one side."""
     h, w = comp.shape
     total = target.sprite.pixel_count
     visible = comp.owner == target.layer
-    other = appearance(seed, EXTRA, int(rng.integers(2**31)))
+    other = world.person(EXTRA, int(rng.integers(2**31)))
     stature = target.sprite.labels.shape[0] * rng.uniform(1.0, 1.2)
     sprite = render_figure(
         other,
@@ -279,12 +309,12 @@ def render_crop(spec: CropSpec, world: CropWorld) -> CropRender:
     seed = world.seed
     rng = np.random.default_rng(spec.render_seed)
     camera = crop_camera(seed, spec.camid)
-    comp = Compositor(world.backdrop(spec.camid).window(rng, w, h))
+    comp = Compositor(world.background(spec, rng))
     stature = spec.stature * h
     foot_y = h - rng.uniform(0.02, 1.0) * max(1.0, h - stature - 2.0) * 0.5
     foot_x = w * (0.5 + rng.uniform(-0.06, 0.06))
     if rng.random() < 0.2:  # a passer-by behind the person (clutter, never an occluder)
-        other = appearance(seed, EXTRA, int(rng.integers(2**31)))
+        other = world.person(EXTRA, int(rng.integers(2**31)))
         behind = render_figure(
             other,
             stature * rng.uniform(0.75, 0.95),
@@ -295,7 +325,7 @@ def render_crop(spec: CropSpec, world: CropWorld) -> CropRender:
         offset = (0.35 + 0.35 * rng.random()) * w * (-1 if rng.random() < 0.5 else 1)
         comp.place(2, behind, foot_x + offset, foot_y - rng.uniform(0.02, 0.1) * h, _CLUTTER_DEPTH)
     sprite = render_figure(
-        appearance(seed, *spec.person),
+        world.person(*spec.person),
         stature,
         spec.view_angle,
         spec.phase,
@@ -310,7 +340,7 @@ def render_crop(spec: CropSpec, world: CropWorld) -> CropRender:
     if spec.occluder == "object":
         _object_occluder(comp, target, camera, spec.target_occlusion, rng, layer=3)
     elif spec.occluder == "person":
-        _person_occluder(comp, target, camera, spec.target_occlusion, rng, seed, layer=3)
+        _person_occluder(comp, target, camera, spec.target_occlusion, rng, world, layer=3)
     visibility = comp.measure(target)
     if spec.split == "occluded_query" and visibility.occlusion < OCCLUDED_QUERY_MIN:
         # a thin passer-by or a see-through railing hid too little: a car finishes the job

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-GENERATOR_VERSION = "occlureid-synth-2"
+GENERATOR_VERSION = "occlureid-synth-3"
 """Recorded in every meta.json; bump it when the same seed would render different files."""
 JOINT_FORMAT = (
     "[x, y, visible] per joint in image pixels, pixel centres on integer coordinates; visible = 1 "

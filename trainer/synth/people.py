@@ -8,11 +8,11 @@ only the combination tells them apart; no single pixel gives an identity away.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from trainer.synth.textures import Colour, Pattern
+from trainer.synth.textures import Colour, Pattern, shade
 
 
 def _bgr(rgb: tuple[int, int, int]) -> Colour:
@@ -200,8 +200,25 @@ def _choice(rng: np.random.Generator, names: tuple[str, ...], weights: tuple[flo
     return names[int(rng.choice(len(names), p=p / p.sum()))]
 
 
-def sample_appearance(rng: np.random.Generator) -> Appearance:
-    """Draw one identity. The same generator state always gives the same person."""
+def _photo_fabric(rng: np.random.Generator, pattern: Pattern) -> Pattern:
+    """The same garment colours with a photograph's grain: half tonal (accent a shade of the
+    base), half two-colour; one photo width spans a quarter to a whole body height."""
+    accent = pattern.accent if rng.random() < 0.5 else shade(pattern.base, rng.uniform(0.5, 1.5))
+    return replace(
+        pattern,
+        kind="photo",
+        accent=accent,
+        period=float(rng.uniform(0.25, 1.0)),
+        seed=int(rng.integers(0, 2**31 - 1)),
+    )
+
+
+def sample_appearance(rng: np.random.Generator, photo_textures: float = 0.0) -> Appearance:
+    """Draw one identity. The same generator state always gives the same person.
+
+    ``photo_textures``: the chance that each garment (top, jacket, bottom) wears a photo
+    texture instead (world v2). Its draws come after all others, so at 0 the person is the
+    same as before and at any value the same identities keep their colours and shapes."""
     top = _pattern(
         rng,
         _TOPS,
@@ -229,7 +246,7 @@ def sample_appearance(rng: np.random.Generator) -> Appearance:
     skin = _jitter(rng, _SKIN[int(rng.integers(len(_SKIN)))], spread=0.4)
     hair_style = _choice(rng, HAIR_STYLES, (0.5, 0.3, 0.12, 0.08))
     bag = _choice(rng, BAGS, (0.45, 0.3, 0.18, 0.07))
-    return Appearance(
+    appearance = Appearance(
         skin=skin,
         hair=_palette_colour(rng, _HAIR),
         hair_style=hair_style,
@@ -255,3 +272,16 @@ def sample_appearance(rng: np.random.Generator) -> Appearance:
         arm_swing=float(rng.uniform(0.6, 1.3)),
         walking_speed=float(rng.uniform(1.0, 1.6)),
     )
+    if photo_textures <= 0.0:
+        return appearance
+    garments = {
+        "top": appearance.top,
+        "jacket": appearance.jacket,
+        "bottom_pattern": appearance.bottom_pattern,
+    }
+    photo = {
+        name: _photo_fabric(rng, pattern)
+        for name, pattern in garments.items()
+        if pattern is not None and rng.random() < photo_textures
+    }
+    return replace(appearance, **photo)

@@ -42,6 +42,7 @@ from trainer.synth.figure import BODY_PART_NAMES, JOINT_NAMES, PART_NAMES
 from trainer.synth.occluders import OBJECT_KINDS
 from trainer.synth.output import GENERATOR_VERSION, JOINT_FORMAT, prepare_output
 from trainer.synth.parallel import run_in_processes
+from trainer.synth.photos import photo_library
 from trainer.synth.progress import progress_bar
 from trainer.synth.seeding import derive_seed, generator
 
@@ -52,7 +53,7 @@ SPLIT_DIRS = {
     "occluded_query": "occluded_query",
 }
 PART_MAP_DIR = "part_maps"
-_FRAMES_PER_SEQUENCE = 100_000
+_FRAMES_PER_SEQUENCE = 1_000_000  # Market's six frame digits: 9 M frames a camera
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,18 @@ class ReidSetConfig:
     size: tuple[int, int] = (128, 256)  # width, height
     distractor_fraction: float = 0.1
     junk_fraction: float = 0.03
+    test_identities: int | None = None  # None: half (Market); a big training set keeps fewer
+    photo_textures: float = 0.0  # world v2: each garment's chance of a photo texture
+    photo_backgrounds: float = 0.0  # world v2: each crop's chance of a photo background
+
+    @property
+    def train_identities(self) -> int:
+        """Identities 1..this are train, the rest test."""
+        test = self.identities // 2 if self.test_identities is None else self.test_identities
+        return self.identities - test
+
+    def world(self) -> CropWorld:
+        return CropWorld(self.seed, self.size, self.photo_textures, self.photo_backgrounds)
 
     def __post_init__(self) -> None:
         if self.identities < 2:
@@ -77,13 +90,25 @@ class ReidSetConfig:
             raise ValueError(
                 f"cameras must be in 2..9 (Market names use one digit), got {self.cameras}"
             )
+        if self.test_identities is not None and not 1 <= self.test_identities < self.identities:
+            raise ValueError(
+                f"test_identities must be in [1, identities), got {self.test_identities} of "
+                f"{self.identities}"
+            )
         lo, hi = self.images_per_camera
         if not 2 <= lo <= hi:
             raise ValueError(
                 f"images_per_camera must be MIN-MAX with 2 <= MIN <= MAX (a query and at least one "
                 f"gallery image per camera), got {lo}-{hi}"
             )
-        for name in ("occluded_fraction", "distractor_fraction", "junk_fraction"):
+        fractions = (
+            "occluded_fraction",
+            "distractor_fraction",
+            "junk_fraction",
+            "photo_textures",
+            "photo_backgrounds",
+        )
+        for name in fractions:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
@@ -213,13 +238,13 @@ class _Planner:
 def plan_crops(cfg: ReidSetConfig) -> list[CropSpec]:
     """Every crop of the set, in a fixed order, with Market-like statistics.
 
-    Identities 1..ceil(N/2) are train, the rest test. Each visits 2..C cameras (about 3.8 of 6,
+    Identities 1..`train_identities` (ceil(N/2) by default) are train, the rest test. Each visits 2..C cameras (about 3.8 of 6,
     like Market) with `images_per_camera` crops per camera; a test identity's first crop in
     each camera is its query, the rest gallery, plus one or two occluded queries. Distractors
     (pid 0) and junk (pid -1) are added to the gallery as fractions of its size.
     """
     planner = _Planner(cfg)
-    n_train = (cfg.identities + 1) // 2
+    n_train = cfg.train_identities
     lo, hi = cfg.images_per_camera
     for pid in range(1, cfg.identities + 1):
         rng = generator(cfg.seed, IDENTITY, pid)
@@ -263,7 +288,7 @@ _WORLD: CropWorld | None = None
 def _init_worker(cfg: ReidSetConfig) -> None:
     global _WORLD
     cv2.setNumThreads(1)
-    _WORLD = CropWorld(cfg.seed, cfg.size)
+    _WORLD = cfg.world()
 
 
 def _render_group(job: tuple[Path, Sequence[tuple[int, CropSpec]]]) -> list[tuple[int, dict]]:
@@ -314,7 +339,7 @@ def write_reid_set(
     with progress_bar(show_progress) as progress:
         task = progress.add_task("rendering crops", total=len(specs))
         if workers == 1:
-            world = CropWorld(cfg.seed, cfg.size)
+            world = cfg.world()
             for index, spec in enumerate(specs):
                 records[index] = _render_and_write(world, out, spec)
                 progress.advance(task)
@@ -335,8 +360,18 @@ def write_reid_set(
     return meta
 
 
+def _photo_credits(cfg: ReidSetConfig) -> list[dict[str, str]]:
+    """The shipped photos this set used, with their licences (none for a world-v1 set)."""
+    if cfg.photo_textures <= 0.0 and cfg.photo_backgrounds <= 0.0:
+        return []
+    return [
+        {"file": f"{photo.package}/{photo.path}", "licence": photo.licence}
+        for photo in photo_library().sources
+    ]
+
+
 def _meta(cfg: ReidSetConfig, specs: list[CropSpec], args: dict | None) -> dict:
-    n_train = (cfg.identities + 1) // 2
+    n_train = cfg.train_identities
     counts = {split: sum(s.split == split for s in specs) for split in SPLIT_DIRS}
     cameras = []
     for camid in range(1, cfg.cameras + 1):
@@ -368,5 +403,10 @@ def _meta(cfg: ReidSetConfig, specs: list[CropSpec], args: dict | None) -> dict:
         },
         "occluded_query_min_occlusion": OCCLUDED_QUERY_MIN,
         "cameras": cameras,
+        "world": {
+            "photo_textures": cfg.photo_textures,
+            "photo_backgrounds": cfg.photo_backgrounds,
+            "photos": _photo_credits(cfg),
+        },
         "args": args if args is not None else {**asdict(cfg)},
     }

@@ -13,14 +13,29 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from trainer.synth.photos import photo_texture
+
 Colour = tuple[float, float, float]
 
-PATTERN_KINDS = ("plain", "hstripes", "vstripes", "checks", "dots", "diagonal", "melange")
+PATTERN_KINDS = (
+    "plain",
+    "hstripes",
+    "vstripes",
+    "checks",
+    "dots",
+    "diagonal",
+    "melange",
+    "photo",
+)
 
 
 @dataclass(frozen=True)
 class Pattern:
-    """A two-colour fabric pattern; `period` is measured in body heights (scale-free)."""
+    """A two-colour fabric pattern; `period` is measured in body heights (scale-free).
+
+    ``photo``: the luminance detail of a shipped photograph (`trainer.synth.photos`, chosen
+    by ``seed``) mixes base and accent; ``period`` is the body heights one photo width spans.
+    """
 
     kind: str
     base: Colour
@@ -51,6 +66,12 @@ def pattern_image(
     accent = np.asarray(pattern.accent, np.float32)
     if pattern.kind == "plain":
         return np.broadcast_to(base, (height, width, 3))
+    if pattern.kind == "photo":
+        offset = (origin[0] + pattern.seed % 997, origin[1] + pattern.seed % 991)
+        detail = photo_texture(pattern.seed, height, width, px_per_unit, pattern.period, offset)
+        mix = np.clip(0.5 * detail + (pattern.duty - 0.5), 0.0, 1.0)[..., None]
+        shading = np.clip(1.0 + 0.15 * detail, 0.6, 1.4)[..., None]
+        return (base * (1.0 - mix) + accent * mix) * shading
     if pattern.kind == "melange":
         noise = value_noise(height, width, max(1.0, 0.004 * px_per_unit), pattern.seed)
         mix = np.clip(0.5 + 0.9 * noise, 0.0, 1.0)[..., None] * 0.35
