@@ -14,6 +14,7 @@ from test_model_configs import CONFIGS, random_unless_shipped
 from reid_core.checkpoint import load, save
 from reid_core.config import deep_merge, load_model_config
 from reid_core.losses import MotionAwareLoss
+from reid_core.parts import BODY_PARTS
 from reid_core.model import build_model
 
 SHRINK = {
@@ -49,7 +50,10 @@ def test_config_trains_and_round_trips_through_a_checkpoint(path: Path, tmp_path
             [torch.rand(8, cfg.heads.num_parts, 2) * 2 - 1, torch.ones(8, cfg.heads.num_parts, 1)],
             -1,
         )
-    terms = MotionAwareLoss(cfg)(model, images, pids, joints)
+    part_maps = None
+    if cfg.loss.weights.part_supervision > 0:  # rendered body-part labels (reid_core.parts)
+        part_maps = torch.randint(0, len(BODY_PARTS), (8, 64, 32), dtype=torch.uint8)
+    terms = MotionAwareLoss(cfg)(model, images, pids, joints, part_maps)
     assert all(torch.isfinite(value) for value in terms.values()), terms
     terms["total"].backward()
     stem = next(model.backbone.parameters())
