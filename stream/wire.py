@@ -51,6 +51,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 WIRE_VERSION = 1
 JPEG_START = b"\xff\xd8"
 JPEG_END = b"\xff\xd9"
+# Bounds a receiver checks before any work that grows with the input (hostile senders): the
+# JSON header's bytes, a crop's side and area (checked on the header *and* on the JPEG's own
+# header, before decoding), and a whole message (the worker's ZeroMQ MAXMSGSIZE).
+MAX_HEADER_BYTES = 4096
+MAX_CROP_SIDE = 4096
+MAX_CROP_PIXELS = 4096 * 2048
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 NonEmptyStr = Annotated[str, Field(min_length=1)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
@@ -112,7 +119,17 @@ class WireMessage(BaseModel):
 
     @classmethod
     def _from_frames(cls, header: dict[str, Any], frames: Sequence[bytes]) -> Self:
-        return cls(**header)
+        return cls._from_header(header)
+
+    @classmethod
+    def _from_header(cls, fields: dict[str, Any]) -> Self:
+        """Validate received fields. Unknown keys are dropped first (a compatible addition),
+        so one named like a Python argument (``self``) cannot reach ``__init__``."""
+        known = {name: value for name, value in fields.items() if name in cls.model_fields}
+        try:
+            return cls.model_validate(known)
+        except ValidationError as error:
+            raise WireError(f"{cls.TYPE} message: {_describe(error)}") from None
 
     @classmethod
     def subscription(cls, key: str | None = None) -> bytes:
@@ -184,13 +201,14 @@ class CropMessage(WireMessage):
                 )
         if width == 0 or height == 0:
             raise WireError(f"crop message: the crop is empty ({width}×{height} px)")
+        _check_crop_size(width, height, "the header says")
         image = _decode_jpeg(frames[1])
         if image.shape[:2] != (height, width):
             raise WireError(
                 f"crop message: the JPEG in frame 1 is {image.shape[1]}×{image.shape[0]} px, "
                 f"the header says {width}×{height}"
             )
-        return cls(**{**header, "image": image})
+        return cls._from_header({**header, "image": image})
 
 
 class TrackEndMessage(WireMessage):
@@ -232,6 +250,30 @@ MESSAGE_TYPES: dict[str, type[WireMessage]] = {
 }
 
 
+def _check_crop_size(width: int, height: int, source: str) -> None:
+    if max(width, height) > MAX_CROP_SIDE or width * height > MAX_CROP_PIXELS:
+        raise WireError(
+            f"crop message: {source} {width}×{height} px, above the limit of "
+            f"{MAX_CROP_SIDE} px a side and {MAX_CROP_PIXELS} pixels"
+        )
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from the JPEG's frame header, without decoding its pixels."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    try:
+        with Image.open(BytesIO(data)) as image:
+            return image.size
+    except Exception:  # PIL raises many types for a broken header
+        raise WireError(
+            f"crop message: the JPEG in frame 1 cannot be decoded: no readable frame header "
+            f"({len(data)} bytes)"
+        ) from None
+
+
 def _decode_jpeg(data: bytes) -> np.ndarray:
     if len(data) == 0:
         raise WireError("crop message: frame 1 (JPEG crop) is empty (0 bytes)")
@@ -240,6 +282,7 @@ def _decode_jpeg(data: bytes) -> np.ndarray:
     # OpenCV only answers None for a cut-off JPEG; the missing end marker says why.
     if not data.endswith(JPEG_END):
         raise WireError(f"crop message: the JPEG in frame 1 is truncated ({len(data)} bytes)")
+    _check_crop_size(*_jpeg_size(data), "the JPEG in frame 1 is")
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise WireError(f"crop message: the JPEG in frame 1 cannot be decoded ({len(data)} bytes)")
@@ -251,9 +294,16 @@ def decode(frames: Sequence[bytes]) -> WireMessage:
     if len(frames) == 0:
         raise WireError("empty multipart message (0 frames)")
     frames = [bytes(frame) for frame in frames]  # zmq.Frame / memoryview from zero-copy receives
+    if len(frames[0]) > MAX_HEADER_BYTES:
+        raise WireError(
+            f"frame 0 (JSON header) is {len(frames[0])} bytes, above the limit of "
+            f"{MAX_HEADER_BYTES}"
+        )
     try:
         header = json.loads(frames[0])
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except RecursionError:
+        raise WireError("frame 0 is a JSON header nested too deeply") from None
+    except ValueError as error:  # bad JSON, bad UTF-8, an integer of too many digits
         raise WireError(
             f"frame 0 is not a JSON header: {error} (starts {frames[0][:40]!r})"
         ) from None
@@ -267,7 +317,7 @@ def decode(frames: Sequence[bytes]) -> WireMessage:
             f"unsupported wire version v={version!r} (this build speaks v={WIRE_VERSION})"
         )
     kind = header.pop("type", None)
-    if kind not in MESSAGE_TYPES:
+    if not isinstance(kind, str) or kind not in MESSAGE_TYPES:
         known = ", ".join(sorted(MESSAGE_TYPES))
         raise WireError(f"header field 'type' is {kind!r}; expected one of: {known}")
     cls = MESSAGE_TYPES[kind]

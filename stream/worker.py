@@ -47,6 +47,7 @@ from stream.gallery import Gallery, GalleryConfig, Tracklet, write_manifest
 from stream.gallery.pooling import RunningAppearance
 from stream.security import open_endpoint, stop_authenticator
 from stream.wire import (
+    MAX_MESSAGE_BYTES,
     AssignmentMessage,
     CropMessage,
     StatsMessage,
@@ -62,6 +63,7 @@ log = logging.getLogger(__name__)
 SAMPLE_WINDOW = 1024  # latency samples kept for the percentiles
 POLL_CAP_S = 0.1  # longest poll, so stop() is noticed within this
 IDLE_CHECK_S = 1.0
+MALFORMED_LOG_INTERVAL_S = 1.0
 COUNTER_NAMES = (
     "received",
     "embedded",
@@ -157,6 +159,7 @@ class Worker:
         self._next_stats = now + config.stats_interval_s
         self._next_idle_check = now + IDLE_CHECK_S
         self._rate_mark = (now, 0)  # (time, embedded) at the last stats, for crops_per_s
+        self._malformed_log = (float("-inf"), 0)  # (time of the last line, unlogged since)
 
     @classmethod
     def from_config(
@@ -184,6 +187,18 @@ class Worker:
 
     # ---- messages in ----------------------------------------------------------------------
 
+    def _drop_malformed(self, now: float, reason: str) -> None:
+        """Count a malformed message; log at most one line per MALFORMED_LOG_INTERVAL_S (a
+        flood of bad messages must not become a flood of log lines)."""
+        self.counters["dropped_malformed"] += 1
+        last, unlogged = self._malformed_log
+        if now - last < MALFORMED_LOG_INTERVAL_S:
+            self._malformed_log = (last, unlogged + 1)
+            return
+        more = f" ({unlogged} more since the last line)" if unlogged else ""
+        log.warning("%s: dropped a malformed message: %.300s%s", self.config.name, reason, more)
+        self._malformed_log = (now, 0)
+
     def handle(self, frames: Sequence[bytes]) -> None:
         """Take one multipart message; a malformed one is counted, logged and dropped."""
         now = self.clock()
@@ -192,9 +207,8 @@ class Worker:
             message = decode(frames)
             if not isinstance(message, CropMessage | TrackEndMessage):
                 raise WireError(f"a {message.TYPE!r} message does not belong on the crop socket")
-        except WireError as error:
-            self.counters["dropped_malformed"] += 1
-            log.warning("%s: dropped a malformed message: %s", self.config.name, error.reason)
+        except Exception as error:  # no input may kill the worker: counted, dropped
+            self._drop_malformed(now, getattr(error, "reason", f"{type(error).__name__}: {error}"))
             return
         key = (message.camera, message.track)
         if isinstance(message, TrackEndMessage):
@@ -393,6 +407,7 @@ class Worker:
         context = zmq.Context()
         pull = context.socket(zmq.PULL)
         pull.setsockopt(zmq.RCVHWM, sockets.receive_hwm)
+        pull.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)  # a bigger one drops its connection
         pub = context.socket(zmq.PUB)
         pub.setsockopt(zmq.LINGER, sockets.linger_ms)
         for socket, where in ((pull, sockets.crops), (pub, sockets.assignments)):

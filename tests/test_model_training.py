@@ -14,8 +14,8 @@ from test_model_configs import CONFIGS, random_unless_shipped
 from reid_core.checkpoint import load, save
 from reid_core.config import deep_merge, load_model_config
 from reid_core.losses import MotionAwareLoss
-from reid_core.parts import BODY_PARTS
 from reid_core.model import build_model
+from reid_core.parts import BODY_PARTS
 
 SHRINK = {
     "transformer": {"d_model": 64, "nhead": 4, "num_encoder_layers": 1, "dim_feedforward": 128},

@@ -25,6 +25,7 @@ from test_model import tiny_model_config
 from reid_core import ReIDFeatures, build_model, save
 from reid_core.config import deep_merge
 from reid_core.runtime import MALLOC_ENV
+from stream import worker as worker_module
 from stream.camera import CropSender
 from stream.cli import main as stream_main
 from stream.gallery import Gallery, GalleryConfig
@@ -129,8 +130,12 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_malformed_messages_are_counted_and_dropped_and_every_valid_crop_embedded(
-    tmp_path: Path, checkpoint: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    checkpoint: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(worker_module, "MALFORMED_LOG_INTERVAL_S", 0.0)  # a line for each
     config = worker_config(
         tmp_path,
         checkpoint,
