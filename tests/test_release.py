@@ -81,7 +81,7 @@ def released(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     models = root / "models"
     code = trainer_main(
         ["release", "--run", str(run), "--recipe", str(recipe), "--out", str(models)]
-        + ["--real-probe", str(root / "no-clip")]
+        + ["--real-probe", str(root / "no-clip"), "--benchmark", str(data)]
     )
     assert code == 0
     return run, models
@@ -102,6 +102,9 @@ def test_release_writes_a_card_that_belongs_to_the_file(
     assert 0.0 <= synthetic["occluded_query/global"]["mAP"] <= 1.0
     assert "occluded_query/occlusion-aware" in synthetic and "part_health" in synthetic
     assert card.figures["real_probe"] is None  # no clip: said, not invented
+    other = card.figures["other_sets"]
+    assert list(other) == [card_set := str(run.parent / "set")]
+    assert other[card_set]["occluded_query/global"] == synthetic["occluded_query/global"]
     assert card.threshold > 0.0
     page = (models / f"{DEFAULT_MODEL}.md").read_text()
     assert card.sha256 in page and "not measured" in page
