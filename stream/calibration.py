@@ -1,46 +1,85 @@
-"""The gallery's accept threshold for a model, calibrated by replaying the worker's matcher on a
-labelled crop set (`stream demo --train` and `trainer release`, which stores it in the model
-card)."""
+"""The gallery's accept threshold for a model, calibrated by replaying the worker's matcher on
+labelled tracklets: a crop set's test split pooled per camera (`stream demo --train`) or a
+held-out rendered multi-camera scene's ground-truth people (`trainer release`, which stores it
+in the model card)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 
-def pseudo_tracklets(result: Any) -> tuple[list, np.ndarray, np.ndarray]:
-    """An evaluation's images grouped by (identity, camera), each group pooled as the worker
-    pools a tracklet's crops: (appearances, identities, cameras). Junk and distractors
-    (identity ≤ 0) are left out."""
+def pool_tracklets(
+    features: Any, pids: Sequence[int], camids: Sequence[int]
+) -> tuple[list, np.ndarray, np.ndarray]:
+    """Per-image ReIDFeatures grouped by (identity, camera), each group pooled as the worker
+    pools a tracklet's crops: (appearances, identities, cameras). Identities ≤ 0 (junk,
+    distractors) are left out."""
     from stream.gallery.pooling import RunningAppearance
     from stream.worker_config import TrackletConfig
 
+    global_features = features.global_features.numpy()
+    part_features = features.part_features.numpy()
+    visibility = features.visibility.numpy()
     pools: dict[tuple[int, int], RunningAppearance] = {}
-    for features, records in (
-        (result.query, result.dataset.query),
-        (result.gallery, result.dataset.gallery),
-    ):
-        global_features = features.global_features.numpy()
-        part_features = features.part_features.numpy()
-        visibility = features.visibility.numpy()
-        for i, record in enumerate(records):
-            if record.pid <= 0:
-                continue
-            pool = pools.get((record.pid, record.camid))
-            if pool is None:
-                pool = pools[(record.pid, record.camid)] = RunningAppearance(
-                    global_features.shape[1],
-                    part_features.shape[1],
-                    TrackletConfig().outlier_distance,
-                )
-            pool.add(global_features[i], part_features[i], visibility[i], 1.0)
+    for i, key in enumerate(zip(pids, camids, strict=True)):
+        if key[0] <= 0:
+            continue
+        if key not in pools:
+            pools[key] = RunningAppearance(
+                global_features.shape[1], part_features.shape[1], TrackletConfig().outlier_distance
+            )
+        pools[key].add(global_features[i], part_features[i], visibility[i], 1.0)
     keys = sorted(pools)
     return (
         [pools[key].appearance() for key in keys],
         np.array([pid for pid, _ in keys]),
         np.array([camid for _, camid in keys]),
     )
+
+
+def pseudo_tracklets(result: Any) -> tuple[list, np.ndarray, np.ndarray]:
+    """An evaluation's query and gallery images pooled into per-camera tracklets."""
+    from reid_core import ReIDFeatures
+
+    records = [*result.dataset.query, *result.dataset.gallery]
+    features = ReIDFeatures.cat([result.query, result.gallery])
+    return pool_tracklets(features, [r.pid for r in records], [r.camid for r in records])
+
+
+def scene_tracklets(
+    scene: Path, model: Any, every: int = 2, min_height: int = 40
+) -> tuple[list, np.ndarray, np.ndarray]:
+    """A rendered multi-camera scene's ground-truth people (`trainer synth video`: one MOT
+    sequence per camera), cut from every ``every``-th frame, embedded by ``model`` and pooled
+    per (person, camera): the tracklets the worker would see with perfect tracking."""
+    import yaml
+
+    from stream.detectors import read_mot_file
+    from trainer.evaluation.real_probe import checkpoint_features, read_frames
+
+    cameras = yaml.safe_load((scene / "cams.yaml").read_text())["cameras"]
+    crops, pids, camids = [], [], []
+    for camid, camera in enumerate(cameras, start=1):
+        sequence = scene / Path(camera["ground_truth"]).parent.parent
+        rows = read_mot_file(sequence / "gt" / "gt.txt").scored()
+        rows = rows.select((rows.frame - 1) % every == 0)
+        images = read_frames(sequence, {int(f) for f in rows.frame})
+        for frame, pid, box in zip(rows.frame, rows.ids, rows.xyxy, strict=True):
+            image = images.get(int(frame))
+            if image is None:
+                continue
+            height, width = image.shape[:2]
+            x1, x2 = (int(round(min(max(v, 0.0), width))) for v in (box[0], box[2]))
+            y1, y2 = (int(round(min(max(v, 0.0), height))) for v in (box[1], box[3]))
+            if y2 - y1 >= min_height and x2 > x1:
+                crops.append(np.ascontiguousarray(image[y1:y2, x1:x2]))
+                pids.append(int(pid))
+                camids.append(camid)
+    return pool_tracklets(checkpoint_features(model, crops), pids, camids)
 
 
 def calibrate_threshold(
