@@ -59,7 +59,7 @@ def scene_tracklets(
     import yaml
 
     from stream.detectors import read_mot_file
-    from trainer.evaluation.real_probe import checkpoint_features, read_frames
+    from trainer.evaluation.real_probe import checkpoint_features, cut_box, read_frames
 
     cameras = yaml.safe_load((scene / "cams.yaml").read_text())["cameras"]
     crops, pids, camids = [], [], []
@@ -69,14 +69,9 @@ def scene_tracklets(
         rows = rows.select((rows.frame - 1) % every == 0)
         images = read_frames(sequence, {int(f) for f in rows.frame})
         for frame, pid, box in zip(rows.frame, rows.ids, rows.xyxy, strict=True):
-            image = images.get(int(frame))
-            if image is None:
-                continue
-            height, width = image.shape[:2]
-            x1, x2 = (int(round(min(max(v, 0.0), width))) for v in (box[0], box[2]))
-            y1, y2 = (int(round(min(max(v, 0.0), height))) for v in (box[1], box[3]))
-            if y2 - y1 >= min_height and x2 > x1:
-                crops.append(np.ascontiguousarray(image[y1:y2, x1:x2]))
+            crop = cut_box(images.get(int(frame)), box, min_height)
+            if crop is not None:
+                crops.append(crop)
                 pids.append(int(pid))
                 camids.append(camid)
     return pool_tracklets(checkpoint_features(model, crops), pids, camids)

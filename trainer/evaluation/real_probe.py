@@ -103,6 +103,19 @@ def split_track(count: int) -> np.ndarray:
     return camids
 
 
+def cut_box(image: np.ndarray | None, box: Sequence[float], min_height: int) -> np.ndarray | None:
+    """The box (x1, y1, x2, y2) clipped to the image and cut out, or None when it is under
+    ``min_height`` px tall, empty, or the frame is missing (ground truth past the footage)."""
+    if image is None:
+        return None
+    height, width = image.shape[:2]
+    x1, x2 = (int(round(min(max(v, 0.0), width))) for v in (box[0], box[2]))
+    y1, y2 = (int(round(min(max(v, 0.0), height))) for v in (box[1], box[3]))
+    if y2 - y1 < min_height or x2 <= x1:
+        return None
+    return np.ascontiguousarray(image[y1:y2, x1:x2])
+
+
 def cut_probe_set(sequence_dir: str | Path, every: int = 5, min_height: int = 64) -> ProbeSet:
     """The probe set of a MOTChallenge sequence (module docstring): every ``every``-th frame
     from frame 1, scored ground-truth boxes clipped to the image and ≥ ``min_height`` px tall,
@@ -126,15 +139,9 @@ def cut_probe_set(sequence_dir: str | Path, every: int = 5, min_height: int = 64
     images = read_frames(sequence_dir, {int(f) for f in rows.frame})
     kept: list[tuple[int, int, np.ndarray]] = []  # (pid, frame, crop)
     for frame, pid, box in zip(rows.frame, rows.ids, rows.xyxy, strict=True):
-        image = images.get(int(frame))
-        if image is None:
-            continue  # ground truth past the end of the footage
-        height, width = image.shape[:2]
-        x1, x2 = (int(round(min(max(v, 0.0), width))) for v in (box[0], box[2]))
-        y1, y2 = (int(round(min(max(v, 0.0), height))) for v in (box[1], box[3]))
-        if y2 - y1 < min_height or x2 <= x1:
-            continue
-        kept.append((int(pid), int(frame), np.ascontiguousarray(image[y1:y2, x1:x2])))
+        crop = cut_box(images.get(int(frame)), box, min_height)
+        if crop is not None:
+            kept.append((int(pid), int(frame), crop))
     kept.sort(key=lambda item: (item[0], item[1]))
     sides: dict[int, list[tuple[int, int, np.ndarray]]] = {QUERY_CAMID: [], GALLERY_CAMID: []}
     for pid in sorted({pid for pid, _, _ in kept}):
