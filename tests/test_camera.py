@@ -228,9 +228,13 @@ def test_assignments_relabel_the_tracks(config: CamsConfig, tmp_path: Path) -> N
 
     assert assigned_at and stats.assignments == len(assigned_at)
     assert stats.malformed_assignments == 1
+    # the frame each answer was read at: the next one, or later when a second answer sent in
+    # the same frame was still on its way (poll saw the first) — never before it was sent
+    read_at = {a["track_id"]: a["frame"] for kind, a in emitted if kind == "assignment"}
+    assert all(read_at[track] >= first for track, first in assigned_at.items())
     events = [e for kind, batch in emitted if kind == "events" for e in batch]
     for event in events:
-        first = assigned_at.get(event["track_id"])
+        first = read_at.get(event["track_id"])
         labelled = first is not None and event["frame"] >= first
         assert event["global_id"] == (100 + event["track_id"] if labelled else None)
     assert any(e["global_id"] is not None for e in events)
