@@ -99,15 +99,16 @@ def cache_dir() -> Path:
 def shipped_onnx_path(name: str = DEFAULT_MODEL) -> Path:
     """The shipped model as ONNX for the onnxruntime runtime: exported once from the checked
     weights into the cache, under a name that carries their digest (a replaced model is
-    exported anew)."""
+    exported anew). The weights are checked on every call, cached export or not."""
+    from reid_core.checkpoint import load
     from reid_core.runtime.export import export_onnx
 
-    card = read_card(name)
-    path = cache_dir() / f"{name}-{card.sha256[:16]}.onnx"
+    weights = shipped_model_path(name)
+    path = cache_dir() / f"{name}-{read_card(name).sha256[:16]}.onnx"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.onnx")
-        export_onnx(load_shipped(name), partial)
+        export_onnx(load(weights), partial)
         partial.replace(path)  # concurrent workers each write their own, the last one wins
     return path
 

@@ -125,7 +125,7 @@ def run_demo(
     and ``train_options`` go to `train_demo_model` (tests run both on a tiny budget)."""
     from rich.console import Console
 
-    from reid_core.zoo import DEFAULT_MODEL, read_card, shipped_onnx_path
+    from reid_core.zoo import DEFAULT_MODEL, read_card
     from stream.mtmc import evaluate_run, print_table
     from stream.pipeline import run_pipeline
     from trainer.synth.video import VideoConfig, write_videos
@@ -140,9 +140,8 @@ def run_demo(
         onnx_path, threshold = train_demo_model(out, seed, console, **train_options)
         model_name = str(onnx_path)
     else:
-        card = read_card(DEFAULT_MODEL)
+        card = read_card(DEFAULT_MODEL)  # `stream run` checks its digest and exports it once
         console.rule(f"the shipped model {card.name}")
-        shipped_onnx_path(card.name)  # checks the digest; exports to ONNX once (cached)
         onnx_path, threshold, model_name = None, card.threshold, card.name
         console.print(f"{card.name}: {card.steps} steps; calibrated threshold {threshold:.3f}")
     console.rule("stream run on the scene")

@@ -22,6 +22,7 @@ from reid_core.zoo import (
     models_dir,
     read_card,
     shipped_model_path,
+    shipped_onnx_path,
 )
 from trainer.cli import main as trainer_main
 from trainer.engine import train
@@ -124,6 +125,8 @@ def test_an_altered_or_unknown_model_is_refused(
     for name in (f"{DEFAULT_MODEL}.json", f"{DEFAULT_MODEL}.safetensors"):
         (copy / name).write_bytes((models / name).read_bytes())
     monkeypatch.setenv(MODELS_ENV, str(copy))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    exported = shipped_onnx_path(DEFAULT_MODEL)  # cached before the weights change
     with pytest.raises(
         FileNotFoundError, match=f"no shipped model 'nope'.*shipped: {DEFAULT_MODEL}"
     ):
@@ -132,6 +135,9 @@ def test_an_altered_or_unknown_model_is_refused(
     weights.write_bytes(weights.read_bytes() + b" ")  # one byte more: another digest
     with pytest.raises(ValueError, match="does not match its card"):
         shipped_model_path(DEFAULT_MODEL)
+    assert exported.is_file()  # a cached export does not vouch for altered weights
+    with pytest.raises(ValueError, match="does not match its card"):
+        shipped_onnx_path(DEFAULT_MODEL)
     card_path = copy / f"{DEFAULT_MODEL}.json"
     card = json.loads(card_path.read_text())
     card["sha256"] = "xyz"
