@@ -20,13 +20,19 @@ score), and messages to ``emit((kind, payload))`` — a callable such as a multi
 queue's ``put``:
 
 - ``("events", [TrackEvent dict, ...])`` once per processed frame with tracks: ``camera``,
-  ``frame`` (0-based source frame index = MOTChallenge frame − 1), ``time`` (s), ``track_id``,
-  ``global_id`` (null until assigned), ``box`` [x1, y1, x2, y2] (0-based px), ``score``;
+  ``frame`` (0-based source frame index = MOTChallenge frame − 1), ``time`` (s, the frame's
+  timestamp), ``track_id``, ``global_id`` (null until assigned), ``box`` [x1, y1, x2, y2]
+  (0-based px), ``score``, ``run`` (the `stream run` id);
 - ``("track_end", TrackRecord dict)`` when the tracker drops a track (thumbnail path included);
 - ``("assignment", dict)`` for every assignment received, also for tracks that already ended
   (the final identity of a tracklet, for offline scoring);
 - ``("stats", StageStats dict)`` every ``stats_interval_s`` and once more at the end
   (``finished: true``).
+
+Messages to the workers carry the run id (track ids restart in every run) and times on the
+run's clock, ``clock_origin`` + the frame's timestamp: the supervisor's start (Unix time) for
+file sources, so its cameras share one clock, and the source's opening for live ones, so their
+times are wall-clock. Assignments of another run are ignored.
 
 `run_camera` stops at the end of the source, when ``stop_event`` is set, or on Ctrl-C; it then
 ends every open track, drains the queues for up to ``flush_timeout_s``, finalises the video
@@ -50,7 +56,14 @@ import supervision as sv
 import zmq
 from pydantic import BaseModel, ConfigDict
 
-from stream.config import CameraConfig, CamsConfig, CropPolicy, OutputsConfig
+from stream.config import (
+    CameraConfig,
+    CamsConfig,
+    CropPolicy,
+    OutputsConfig,
+    StreamSourceConfig,
+    WebcamSourceConfig,
+)
 from stream.detectors import VISIBILITY, build_detector
 from stream.mtmc import assignment_record
 from stream.routing import worker_for
@@ -59,6 +72,7 @@ from stream.sources import Frame, FrameSource, open_camera_source
 from stream.tracking import Tracker, build_tracker
 from stream.wire import AssignmentMessage, CropMessage, TrackEndMessage, WireError
 
+LIVE_SOURCES = (StreamSourceConfig, WebcamSourceConfig)
 Route = Callable[[str, int], int]
 Emit = Callable[[tuple[str, Any]], None]
 DRAIN_POLL_S = 0.01
@@ -84,17 +98,21 @@ class TrackEvent(BaseModel):
     global_id: int | None
     box: tuple[float, float, float, float]
     score: float
+    run: str = ""
 
 
 @dataclass
 class TrackRecord:
-    """What a camera knows about one of its tracklets when it ends."""
+    """What a camera knows about one of its tracklets when it ends; ``t_first``/``t_last``
+    are on the run's clock (as the gallery stores them)."""
 
     camera: str
     track_id: int
     global_id: int | None
     first_frame: int
     last_frame: int
+    t_first: float = 0.0
+    t_last: float = 0.0
     frames: int = 0
     crops_sent: int = 0
     thumbnail: str | None = None
@@ -407,8 +425,15 @@ class CameraStage:
         listener: AssignmentListener,
         emit: Emit | None,
         stats_interval_s: float,
+        *,
+        run: str = "",
+        clock_origin: float = 0.0,
+        track_offset: int = 0,
     ) -> None:
         self.camera = camera
+        self.run = run
+        self.clock_origin = clock_origin
+        self.track_offset = track_offset
         self.config = config
         self.out_dir = Path(out_dir)
         self.source = source
@@ -438,6 +463,8 @@ class CameraStage:
 
     def _receive_assignments(self, frame: Frame) -> None:
         for message in self.listener.poll():
+            if message.run != self.run:  # a worker shared with another run answers it too
+                continue
             state = self.tracks.get(message.track)
             if state is not None:  # a late answer for an ended track is only passed on
                 state.record.global_id = message.global_id
@@ -456,6 +483,8 @@ class CameraStage:
         detections = detections[inside_roi(detections, self.camera.roi)]
         update = self.tracker.update(detections, frame.image, frame.timestamp_s)
         tracked = update.tracked
+        if self.track_offset and len(tracked):
+            tracked.tracker_id = tracked.tracker_id + self.track_offset
         ones = np.ones(len(tracked))
         scores = tracked.confidence if tracked.confidence is not None else ones
         visibility = tracked.data.get(VISIBILITY, ones)
@@ -464,8 +493,9 @@ class CameraStage:
             tracked.xyxy, tracked.tracker_id, scores, visibility, strict=True
         ):
             track, score = int(track), float(score)
-            state = self._track_state(track, frame.index)
+            state = self._track_state(track, frame)
             state.record.last_frame = frame.index
+            state.record.t_last = self.clock_origin + frame.timestamp_s
             state.record.frames += 1
             self._offer(state, frame, box, score, float(seen))
             global_id = state.record.global_id
@@ -479,10 +509,11 @@ class CameraStage:
                     global_id=global_id,
                     box=tuple(round(float(v), 2) for v in box),
                     score=round(score, 4),
+                    run=self.run,
                 ).model_dump()
             )
         for track in update.ended:
-            self._end_track(track, frame.timestamp_s)
+            self._end_track(track + self.track_offset, frame.timestamp_s)
         if events:
             self.emit(("events", events))
         if self.video is not None:
@@ -491,10 +522,11 @@ class CameraStage:
         self.stats.frames += 1
         self._report_if_due()
 
-    def _track_state(self, track: int, frame_index: int) -> TrackState:
+    def _track_state(self, track: int, frame: Frame) -> TrackState:
         state = self.tracks.get(track)
         if state is None:
-            record = TrackRecord(self.camera.id, track, None, frame_index, frame_index)
+            t = self.clock_origin + frame.timestamp_s
+            record = TrackRecord(self.camera.id, track, None, frame.index, frame.index, t, t)
             state = self.tracks[track] = TrackState(record)
             self.stats.tracks_total += 1
         return state
@@ -520,10 +552,11 @@ class CameraStage:
                 camera=self.camera.id,
                 track=state.record.track_id,
                 frame=frame.index,
-                t=frame.timestamp_s,
+                t=self.clock_origin + frame.timestamp_s,
                 box=[float(v) for v in box],
                 score=score,
                 image=crop,
+                run=self.run,
             )
             self.sender.send(message, self.config.crops.jpeg_quality)
             state.record.crops_sent += 1
@@ -534,7 +567,10 @@ class CameraStage:
 
     def _end_track(self, track: int, timestamp_s: float) -> None:
         state = self.tracks.pop(track, None)
-        self.sender.send(TrackEndMessage(camera=self.camera.id, track=track, t=timestamp_s), 0)
+        end = TrackEndMessage(
+            camera=self.camera.id, track=track, t=self.clock_origin + timestamp_s, run=self.run
+        )
+        self.sender.send(end, 0)
         self.stats.track_ends += 1
         if state is None:
             return
@@ -573,7 +609,7 @@ class CameraStage:
         over the frames' processing (the drain waits for the worker, not the camera)."""
         processing_s = time.monotonic() - self._started
         for track in self.tracker.finish():
-            self._end_track(track, timestamp_s)
+            self._end_track(track + self.track_offset, timestamp_s)
         self.sender.drain(self.config.workers.flush_timeout_s)
         if self.video is not None:
             self.video.close()
@@ -596,14 +632,27 @@ def run_camera(
     emit: Emit | None = None,
     stats_interval_s: float = 1.0,
     max_frames: int | None = None,
+    run: str = "",
+    clock_origin: float | None = None,
+    start_frame: int = 0,
+    track_offset: int = 0,
+    supervisor_pid: int | None = None,
 ) -> dict[str, Any]:
     """Run one camera until its source ends, ``stop_event`` is set or Ctrl-C; returns the final
     `StageStats` as a dict (also emitted). Usable as a `multiprocessing.Process` target: every
     argument pickles (``emit`` may be a multiprocessing queue's ``put``).
 
     Endpoints default to ``config.workers``' external ones; ``route(camera, track)`` picks the
-    worker index (default: `stream.routing.worker_for` over the crop endpoints).
+    worker index (default: `stream.routing.worker_for` over the crop endpoints). ``run`` and
+    ``clock_origin`` (Unix time; default: when the source opened) set the run's identity and
+    clock; a live source always counts from its own opening (its frames' wall-clock times).
+    A resumed run starts a file source at ``start_frame`` and numbers tracks from
+    ``track_offset`` + 1 on. With ``supervisor_pid`` the process ends when that one dies.
     """
+    if supervisor_pid is not None:
+        from stream.lifecycle import die_with_parent
+
+        die_with_parent(supervisor_pid)
     crop_endpoints = list(crop_endpoints or config.workers.crop_endpoints)
     assignment_endpoints = list(assignment_endpoints or config.workers.assignment_endpoints)
     route = route or partial(_route_by_hash, workers=len(crop_endpoints))
@@ -619,14 +668,29 @@ def run_camera(
         resources.callback(listener.close)
         source = open_camera_source(camera, wait=stop_event.wait if stop_event else None)
         resources.callback(source.close)
+        if clock_origin is None or isinstance(camera.source, LIVE_SOURCES):
+            clock_origin = time.time()
         stage = CameraStage(
-            camera, config, Path(out_dir), source, sender, listener, emit, stats_interval_s
+            camera,
+            config,
+            Path(out_dir),
+            source,
+            sender,
+            listener,
+            emit,
+            stats_interval_s,
+            run=run,
+            clock_origin=clock_origin,
+            track_offset=track_offset,
         )
         last_time, error = 0.0, None
         try:
             for frame in source.frames():
                 if stop_event is not None and stop_event.is_set():
                     break
+                if frame.index < start_frame:  # processed by the run this one resumes
+                    continue
+                start_frame = 0  # a looping source starts its next pass from its start
                 stage.process(frame)
                 last_time = frame.timestamp_s
                 if max_frames is not None and stage.stats.frames >= max_frames:

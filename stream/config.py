@@ -102,12 +102,27 @@ class ReconnectConfig(StrictModel):
     )
 
 
-class VideoSourceConfig(StrictModel):
+class ReplayOptions(StrictModel):
+    """How a file source is played: as fast as the stage goes (default), or like a camera."""
+
+    loop: bool = Field(
+        False,
+        description="play again from the start at the end (frame indices restart with each "
+        "pass, timestamps run on): a never-ending source for soak tests and demos",
+    )
+    pace: PositiveFloat | None = Field(
+        None,
+        description="deliver frames at their timestamps × 1/pace of real time (1.0 = real "
+        "time), as a live camera would; None delivers them as fast as they are read",
+    )
+
+
+class VideoSourceConfig(ReplayOptions):
     type: Literal["video"] = "video"
     path: ExistingFile
 
 
-class SyntheticSourceConfig(StrictModel):
+class SyntheticSourceConfig(ReplayOptions):
     """A `trainer synth video` camera: its video file and its ground truth (default
     ``gt/gt.txt`` beside the video)."""
 
@@ -139,7 +154,7 @@ class WebcamSourceConfig(StrictModel):
     reconnect: ReconnectConfig = ReconnectConfig(max_attempts=3)
 
 
-class ImagesSourceConfig(StrictModel):
+class ImagesSourceConfig(ReplayOptions):
     """A folder of images in name order, or a MOTChallenge sequence folder (``seqinfo.ini`` with
     ``imDir``/``frameRate``/``imExt``), whose frame rate then comes from the ini file."""
 
@@ -398,6 +413,14 @@ class WorkersConfig(StrictModel):
     )
     curve: CurveConfig = Field(
         CurveConfig(), description="CurveZMQ client keys of the camera stages (stream.security)"
+    )
+    restart_limit: Annotated[int, Field(ge=0)] = Field(
+        5, description="embedded workers: how often `stream run` restarts one that died"
+    )
+    restart_backoff_s: Annotated[float, Field(ge=0.0)] = Field(
+        1.0,
+        description="embedded workers: wait before the first restart, doubled after each "
+        "(at most 30 s), so a worker that dies at once does not spin",
     )
 
     @field_validator("curve")

@@ -104,6 +104,7 @@ def assignment_record(message: Any, **extra: Any) -> dict[str, Any]:
         "global_id": message.global_id,
         "score": message.score,
         "is_new": message.is_new,
+        "run": message.run,
         **extra,
     }
 

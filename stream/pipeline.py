@@ -5,13 +5,25 @@ ZeroMQ), the feature worker(s) (`stream worker` subprocesses with the embedded d
 external endpoints that cams.yaml names) and the identity gallery they share. This process
 supervises them: it shows a live table (per camera FPS, tracks, queue depth, drops; per worker
 batch and latency), writes what the stages and workers report, restarts a worker that died
-(the stages keep running meanwhile, dropping and counting crops), and stops everything cleanly
-on Ctrl-C with what was written kept.
+(the stages keep running meanwhile, dropping and counting crops; ``workers.restart_limit``
+times, waiting ``restart_backoff_s`` doubled after each restart), and stops everything cleanly
+on Ctrl-C with what was written kept. Its children die with it (`stream.lifecycle`), so a killed
+run leaves no worker holding the gallery.
 
-Outputs under DIR: events.jsonl (camera, frame, time, track id, global id, box, score),
-assignments.jsonl (every global-id assignment the workers published), camK.mp4 annotated
+Every run has an id (run.json lists them); it marks the events and the gallery's tracklets,
+whose point ids and times (`stream.camera`) never collide with another run's, so a run against
+a persistent gallery never hands a new person an old tracklet's id. ``--out`` must be a fresh
+folder unless ``--overwrite`` (its run outputs are deleted first) or ``--resume``: a killed run
+continues as a new run segment in the same folder — file sources from the frame after the last
+one recorded, track ids numbered on past the recorded ones, the gallery reopened.
+
+Outputs under DIR: events.jsonl (camera, frame, time, track id, global id, box, score, run),
+assignments.jsonl (every global-id assignment the workers published), tracklets.jsonl (each
+ended track: frames, crops sent, last global id, thumbnail, run), camK.mp4 annotated
 videos and thumbnails/ (by the stages), gallery/ (embedded Qdrant Edge shard and its manifest),
-workers/ (generated worker configs and logs), summary.json.
+workers/ (generated worker configs and logs), run.json, summary.json (with
+``messages_lost``: messages the cameras sent that no embedded worker received — lost with a
+worker that died, or in flight when the run stopped).
 """
 
 from __future__ import annotations
@@ -20,6 +32,8 @@ import argparse
 import json
 import multiprocessing
 import os
+import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +42,7 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from queue import Empty
 from typing import Any
@@ -38,8 +53,97 @@ from stream.config import CamsConfig, load_cams_config
 
 WORKER_STOP_TIMEOUT_S = 60.0
 WORKER_READY_TIMEOUT_S = 180.0
-WORKER_RESTART_LIMIT = 5
+MAX_RESTART_DELAY_S = 30.0
 TICK_S = 0.2
+REPORT_QUEUE_SIZE = 4096  # camera reports waiting for the supervisor
+RUN_FILE = "run.json"
+# what a run writes into --out: --overwrite deletes exactly these, nothing else in the folder
+RUN_OUTPUTS = ("events.jsonl", "assignments.jsonl", "tracklets.jsonl", "summary.json", RUN_FILE)
+RUN_FOLDERS = ("videos", "thumbnails", "gallery", "workers", "work")
+
+
+def new_run_id() -> str:
+    """A run id: UTC start time and a random suffix (two runs in one second differ)."""
+    return f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where a camera of a resumed run continues: its first unrecorded frame, and the offset
+    that numbers its new tracks past every recorded one."""
+
+    start_frame: int = 0
+    track_offset: int = 0
+
+
+def resume_points(events: Path) -> dict[str, ResumePoint]:
+    """Per camera, from a killed run's events.jsonl (a line cut by the kill is skipped)."""
+    last_frame: dict[str, int] = {}
+    last_track: dict[str, int] = {}
+    with open(events) as lines:
+        for line in lines:
+            try:
+                event = json.loads(line)
+                camera, frame, track = event["camera"], int(event["frame"]), int(event["track_id"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            last_frame[camera] = max(last_frame.get(camera, -1), frame)
+            last_track[camera] = max(last_track.get(camera, -1), track)
+    return {
+        camera: ResumePoint(last_frame[camera] + 1, last_track[camera] + 1) for camera in last_frame
+    }
+
+
+def _cut_partial_line(path: Path) -> None:
+    """Drop a last line a kill left unfinished, so appended lines start on their own."""
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end != len(data):
+        with open(path, "r+b") as handle:
+            handle.truncate(end)
+
+
+def prepare_out(out: Path, *, resume: bool, overwrite: bool) -> dict[str, ResumePoint]:
+    """Make ``out`` ready for a run: fresh, or cleared (``overwrite``), or a killed run to
+    continue (``resume``: its resume points). A used folder without either is an error."""
+    if resume and overwrite:
+        raise ValueError("--resume continues the run in --out and --overwrite deletes it: pick one")
+    used = [name for name in (*RUN_OUTPUTS, *RUN_FOLDERS) if (out / name).exists()]
+    if resume:
+        events = out / "events.jsonl"
+        if not events.is_file():
+            raise ValueError(f"--resume: {out} holds no run to continue (no events.jsonl)")
+        for name in ("events.jsonl", "assignments.jsonl", "tracklets.jsonl"):
+            _cut_partial_line(out / name)
+        return resume_points(events)
+    if used and not overwrite:
+        raise ValueError(
+            f"{out} already holds a run ({', '.join(used)}): pass --resume to continue it or "
+            "--overwrite to replace it, or choose another --out"
+        )
+    for name in used:
+        target = out / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        else:
+            target.unlink()
+    return {}
+
+
+def _record_run(out: Path, run_id: str, cameras_yaml: Path, resumed: bool) -> None:
+    path = out / RUN_FILE
+    runs = json.loads(path.read_text())["runs"] if path.is_file() else []
+    runs.append(
+        {
+            "run": run_id,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "cameras_yaml": str(cameras_yaml.resolve()),
+            "resumed": resumed,
+        }
+    )
+    path.write_text(json.dumps({"runs": runs}, indent=2) + "\n")
 
 
 @dataclass
@@ -53,9 +157,12 @@ class WorkerProcess:
     assignment_endpoint: str
     process: subprocess.Popen | None = None
     restarts: int = 0
+    died_at: float | None = None  # monotonic time its death was noticed; None while it runs
+    started_at: float = 0.0  # Unix time of the last start: its stats carry later times
 
     def start(self) -> None:
         from reid_core.runtime.embedder import MALLOC_ENV
+        from stream.lifecycle import die_with_parent
 
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
@@ -63,8 +170,11 @@ class WorkerProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **MALLOC_ENV, "PYTHONUNBUFFERED": "1"},
+            preexec_fn=partial(die_with_parent, os.getpid()),
         )
         log.close()
+        self.died_at = None
+        self.started_at = time.time()
 
     def wait_ready(self, timeout_s: float) -> None:
         """Until the worker has bound its crop socket (its ipc file exists), so the cameras do
@@ -106,12 +216,14 @@ class RunState:
     events: int = 0
     assignments: int = 0
     global_ids: set[int] = field(default_factory=set)
-    track_ends: list[dict[str, Any]] = field(default_factory=list)
+    tracklets: int = 0
     worker_restarts: int = 0
+    received_by_dead_workers: int = 0  # messages received by worker processes that died
 
 
 def _endpoints(count: int, run_id: str) -> list[tuple[str, str]]:
-    """(crops, assignments) ipc endpoints per embedded worker, short enough for ipc paths."""
+    """(crops, assignments) ipc endpoints per embedded worker, short enough for ipc paths
+    (107 bytes)."""
     base = Path(tempfile.gettempdir()) / f"occlureid-{run_id}"
     return [(f"ipc://{base}-w{i}-crops", f"ipc://{base}-w{i}-assign") for i in range(count)]
 
@@ -165,17 +277,27 @@ def worker_configs(config: CamsConfig, out: Path, run_id: str) -> list[WorkerPro
 class Supervisor:
     """Runs the camera processes and workers of one `stream run` and records their reports."""
 
-    def __init__(self, config: CamsConfig, out: Path, max_frames: int | None = None) -> None:
+    def __init__(
+        self,
+        config: CamsConfig,
+        out: Path,
+        max_frames: int | None = None,
+        run_id: str | None = None,
+        resume: dict[str, ResumePoint] | None = None,
+    ) -> None:
         self.config = config
         self.out = out
         self.max_frames = max_frames
+        self.run_id = run_id or new_run_id()
+        self.resume = resume or {}
+        self.clock_origin = time.time()  # the run's clock (file sources): reset at `start`
         self.state = RunState()
         self.context = multiprocessing.get_context("spawn")
-        self.queue = self.context.Queue()
+        # bounded: a stalled supervisor makes the cameras wait, not the memory grow
+        self.queue = self.context.Queue(REPORT_QUEUE_SIZE)
         self.stop_event = self.context.Event()
-        run_id = f"{os.getpid()}-{int(time.time() * 1000) % 100000}"
         self.external = bool(config.workers.crop_endpoints)
-        self.workers = [] if self.external else worker_configs(config, out, run_id)
+        self.workers = [] if self.external else worker_configs(config, out, self.run_id)
         self.crop_endpoints = (
             list(config.workers.crop_endpoints)
             if self.external
@@ -187,7 +309,10 @@ class Supervisor:
             else [w.assignment_endpoint for w in self.workers]
         )
         self.cameras: dict[str, multiprocessing.Process] = {}
-        self.files = {name: (out / f"{name}.jsonl").open("a") for name in ("events", "assignments")}
+        self.files = {
+            name: (out / f"{name}.jsonl").open("a")
+            for name in ("events", "assignments", "tracklets")
+        }
 
     def start(self) -> None:
         from stream.camera import run_camera
@@ -196,6 +321,7 @@ class Supervisor:
             worker.start()
         for worker in self.workers:
             worker.wait_ready(WORKER_READY_TIMEOUT_S)
+        self.clock_origin = time.time()  # file sources' times count from the cameras' start
         for camera in self.config.cameras:
             process = self.context.Process(
                 target=run_camera,
@@ -207,6 +333,11 @@ class Supervisor:
                     "stop_event": self.stop_event,
                     "emit": self.queue.put,
                     "max_frames": self.max_frames,
+                    "run": self.run_id,
+                    "clock_origin": self.clock_origin,
+                    "start_frame": self.resume.get(camera.id, ResumePoint()).start_frame,
+                    "track_offset": self.resume.get(camera.id, ResumePoint()).track_offset,
+                    "supervisor_pid": os.getpid(),
                 },
             )
             process.start()
@@ -223,7 +354,8 @@ class Supervisor:
         elif kind == "stats":
             self.state.cameras[payload.get("camera", "?")] = payload
         elif kind == "track_end":
-            self.state.track_ends.append(payload)
+            self.files["tracklets"].write(json.dumps({**payload, "run": self.run_id}) + "\n")
+            self.state.tracklets += 1
 
     def _record_worker_message(self, frames: list[bytes]) -> None:
         from stream.mtmc import assignment_record
@@ -233,7 +365,7 @@ class Supervisor:
             message = decode(frames)
         except WireError:
             return
-        if isinstance(message, AssignmentMessage):
+        if isinstance(message, AssignmentMessage) and message.run == self.run_id:
             record = assignment_record(message, time=message.t)
             self.files["assignments"].write(json.dumps(record) + "\n")
             self.state.assignments += 1
@@ -242,6 +374,7 @@ class Supervisor:
             self.state.workers[message.worker] = {
                 **message.counters,
                 **message.gauges,
+                "t": message.t,
             }
 
     def drain_reports(self, subscriber: Any, timeout_s: float) -> None:
@@ -249,11 +382,7 @@ class Supervisor:
 
         deadline = time.monotonic() + timeout_s
         while True:
-            try:
-                kind, payload = self.queue.get(timeout=0.01)
-                self._record(kind, payload)
-            except Empty:
-                pass
+            self._take_reports(0.01)
             while subscriber.poll(0):
                 self._record_worker_message(subscriber.recv_multipart(zmq.NOBLOCK))
             if time.monotonic() >= deadline:
@@ -261,25 +390,69 @@ class Supervisor:
         for handle in self.files.values():
             handle.flush()
 
-    def supervise_workers(self) -> None:
-        """Restart a worker that died; the stages drop and count crops meanwhile."""
+    def supervise_workers(self, at_once: bool = False) -> None:
+        """Restart a worker that died, after its back-off (``at_once``: now); the stages drop
+        and count crops meanwhile. What the dead one had received is banked for the count of
+        lost messages."""
+        settings = self.config.workers
+        now = time.monotonic()
         for worker in self.workers:
-            if not worker.alive and worker.restarts < WORKER_RESTART_LIMIT:
+            if worker.alive:
+                continue
+            name = f"worker-{worker.index}"
+            if worker.died_at is None:
+                worker.died_at = now
+                last = self.state.workers.pop(name, {})
+                if last.get("t", 0.0) >= worker.started_at:  # not an earlier life's, banked
+                    self.state.received_by_dead_workers += int(last.get("received", 0))
+            if worker.restarts >= settings.restart_limit:
+                continue
+            delay = min(settings.restart_backoff_s * 2**worker.restarts, MAX_RESTART_DELAY_S)
+            if at_once or now - worker.died_at >= delay:
                 worker.restarts += 1
                 self.state.worker_restarts += 1
                 worker.start()
+
+    def messages_lost(self) -> int | None:
+        """Messages the cameras sent that no embedded worker received (None with external
+        workers, which may also serve other runs)."""
+        if self.external:
+            return None
+        sent = sum(int(stats.get("sent", 0)) for stats in self.state.cameras.values())
+        received = self.state.received_by_dead_workers + sum(
+            int(stats.get("received", 0)) for stats in self.state.workers.values()
+        )
+        return max(sent - received, 0)
 
     @property
     def cameras_running(self) -> bool:
         return any(process.is_alive() for process in self.cameras.values())
 
-    def stop_cameras(self) -> None:
+    def stop_cameras(self, timeout_s: float = 30.0) -> None:
+        """Ask the cameras to stop and wait, taking their last reports meanwhile (a camera
+        blocked on the full report queue could not finish otherwise)."""
         self.stop_event.set()
+        deadline = time.monotonic() + timeout_s
+        while self.cameras_running and time.monotonic() < deadline:
+            self._take_reports(0.05)
         for process in self.cameras.values():
-            process.join(30)
             if process.is_alive():
                 process.terminate()
-                process.join()
+            process.join()
+        self._take_reports(0.0)
+
+    def _take_reports(self, wait_s: float) -> None:
+        try:
+            kind, payload = self.queue.get(timeout=wait_s) if wait_s else self.queue.get_nowait()
+        except Empty:
+            return
+        self._record(kind, payload)
+        while True:
+            try:
+                kind, payload = self.queue.get_nowait()
+            except Empty:
+                return
+            self._record(kind, payload)
 
     def stop_workers(self) -> dict[str, int | None]:
         return {f"worker-{w.index}": w.stop(WORKER_STOP_TIMEOUT_S) for w in self.workers}
@@ -329,27 +502,36 @@ def run_pipeline(
     max_frames: int | None = None,
     live: bool = True,
     after_start: Callable[[Supervisor], None] | None = None,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    on_tick: Callable[[Supervisor], None] | None = None,
 ) -> dict[str, Any]:
     """Run every camera of cams.yaml to its end (or Ctrl-C); returns summary.json's content.
 
-    ``after_start(supervisor)`` runs once everything is started (fault-injection tests use it
-    to kill a worker)."""
+    ``out`` must hold no run unless ``resume`` (continue it) or ``overwrite`` (replace it).
+    ``after_start(supervisor)`` runs once everything is started, ``on_tick(supervisor)`` on
+    every supervision tick (fault-injection tests use them to kill workers)."""
     import zmq
     from rich.console import Console
     from rich.live import Live
 
+    from stream.security import open_endpoint
     from stream.wire import AssignmentMessage, StatsMessage
 
     config = load_cams_config(cameras_yaml)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    supervisor = Supervisor(config, out, max_frames)
+    resume_at = prepare_out(out, resume=resume, overwrite=overwrite)
+    supervisor = Supervisor(config, out, max_frames, resume=resume_at)
+    _record_run(out, supervisor.run_id, Path(cameras_yaml), resume)
     context = zmq.Context()
     subscriber = context.socket(zmq.SUB)
+    subscriber.setsockopt(zmq.LINGER, 0)
     for prefix in (AssignmentMessage.subscription(), StatsMessage.subscription()):
         subscriber.setsockopt(zmq.SUBSCRIBE, prefix)
-    for endpoint in supervisor.assignment_endpoints:
-        subscriber.connect(endpoint)
+    for endpoint in supervisor.assignment_endpoints:  # over Curve where the workers use it
+        open_endpoint(subscriber, endpoint, config.workers.curve, bind=False)
     started = time.monotonic()
     interrupted = False
     worker_exit: dict[str, int | None] = {}
@@ -364,12 +546,14 @@ def run_pipeline(
                 while supervisor.cameras_running:
                     supervisor.drain_reports(subscriber, TICK_S)
                     supervisor.supervise_workers()
+                    if on_tick is not None:
+                        on_tick(supervisor)
                     if screen is not None:
                         screen.update(live_table(supervisor.state, started))
             except KeyboardInterrupt:
                 interrupted = True
             supervisor.stop_cameras()
-            supervisor.supervise_workers()  # a worker back up serves the crops still queued
+            supervisor.supervise_workers(at_once=True)  # serves the crops still queued
             supervisor.drain_reports(subscriber, 0.5)
             worker_exit = supervisor.stop_workers()  # they drain: the last assignments come now
             supervisor.drain_reports(subscriber, 1.0)
@@ -383,6 +567,9 @@ def run_pipeline(
     state = supervisor.state
     console.print(live_table(state, started))
     summary = {
+        "run": supervisor.run_id,
+        "resumed": resume,
+        "clock_origin": supervisor.clock_origin,
         "cameras_yaml": str(Path(cameras_yaml).resolve()),
         "seconds": round(time.monotonic() - started, 2),
         "interrupted": interrupted,
@@ -390,10 +577,11 @@ def run_pipeline(
         "workers": state.workers,
         "worker_exit_codes": worker_exit,
         "worker_restarts": state.worker_restarts,
+        "messages_lost": supervisor.messages_lost(),
         "events": state.events,
         "assignments": state.assignments,
         "global_ids": len(state.global_ids),
-        "tracklets": len(state.track_ends),
+        "tracklets": state.tracklets,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
@@ -412,6 +600,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/stream"), help="output folder")
     parser.add_argument("--max-frames", type=int, help="stop each camera after N frames")
     parser.add_argument("--no-live", action="store_true", help="no live table (logs, CI)")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the killed run in --out (file sources from where they stopped)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="delete the run already in --out first"
+    )
     parser.set_defaults(handler=_handle)
 
 
@@ -419,7 +615,14 @@ def _handle(args: argparse.Namespace) -> int:
     from stream.config import CamsConfigError
 
     try:
-        summary = run_pipeline(args.cameras, args.out, args.max_frames, live=not args.no_live)
+        summary = run_pipeline(
+            args.cameras,
+            args.out,
+            args.max_frames,
+            live=not args.no_live,
+            resume=args.resume,
+            overwrite=args.overwrite,
+        )
     except (CamsConfigError, FileNotFoundError, ValueError, RuntimeError) as error:
         print(f"stream run: error: {error}", file=sys.stderr)
         return 2

@@ -95,6 +95,11 @@ class CurveConfig(BaseModel):
                 "a Curve client needs both 'client_secret_key' and 'server_public_key'; "
                 "only one of them is set"
             )
+        if not self.enabled and (any(server_side) or any(client_side)):
+            log.warning(
+                "Curve keys are configured but curve.enabled is false: every endpoint runs "
+                "unencrypted and unauthenticated (set 'enabled: true' to use the keys)"
+            )
         if self.enabled and not (all(server_side) or all(client_side)):
             raise ValueError(
                 "'enabled: true' needs server keys ('server_secret_key' + 'client_keys_dir' or "

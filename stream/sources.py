@@ -277,12 +277,76 @@ class FpsCappedSource:
         self.source.close()
 
 
-def _open_video(config: VideoSourceConfig | SyntheticSourceConfig, **_: Any) -> FrameSource:
-    return VideoFileSource(config.path)
+class ReplayedSource:
+    """A file source played like a camera (`stream.config.ReplayOptions`): with ``pace`` a
+    frame waits for its timestamp (÷ pace) on the wall clock; with ``loop`` the file plays
+    again when it ends, indices restarting and timestamps running on by one pass's length.
+    ``wait(seconds) -> bool`` sleeps and answers True when the caller wants to stop."""
+
+    reconnects = 0
+
+    def __init__(
+        self,
+        open_file: Callable[[], FrameSource],
+        loop: bool,
+        pace: float | None,
+        wait: Callable[[float], bool] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._open_file = open_file
+        self._source = open_file()
+        self.name, self.fps, self.size = self._source.name, self._source.fps, self._source.size
+        self.loop, self.pace = loop, pace
+        self._closed = threading.Event()
+        self._wait = wait or self._closed.wait
+        self._clock = clock
+        self.passes = 0
+
+    def frames(self) -> Iterator[Frame]:
+        start, offset_s = self._clock(), 0.0
+        while not self._closed.is_set():
+            last_s = None
+            for frame in self._source.frames():
+                last_s = offset_s + frame.timestamp_s
+                if self.pace is not None:
+                    delay = start + last_s / self.pace - self._clock()
+                    if delay > 0 and self._wait(delay):
+                        return
+                yield Frame(frame.index, last_s, frame.image)
+            self.passes += 1
+            if not self.loop or last_s is None:  # an empty file would loop forever
+                return
+            offset_s = last_s + 1.0 / self.fps
+            self._source.close()
+            self._source = self._open_file()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._source.close()
 
 
-def _open_images(config: ImagesSourceConfig, **_: Any) -> FrameSource:
-    return ImageFolderSource(config.path, config.fps)
+def _replayed(
+    config: VideoSourceConfig | SyntheticSourceConfig | ImagesSourceConfig,
+    open_file: Callable[[], FrameSource],
+    wait: Callable[[float], bool] | None,
+) -> FrameSource:
+    if not config.loop and config.pace is None:
+        return open_file()
+    return ReplayedSource(open_file, config.loop, config.pace, wait)
+
+
+def _open_video(
+    config: VideoSourceConfig | SyntheticSourceConfig,
+    wait: Callable[[float], bool] | None = None,
+    **_: Any,
+) -> FrameSource:
+    return _replayed(config, lambda: VideoFileSource(config.path), wait)
+
+
+def _open_images(
+    config: ImagesSourceConfig, wait: Callable[[float], bool] | None = None, **_: Any
+) -> FrameSource:
+    return _replayed(config, lambda: ImageFolderSource(config.path, config.fps), wait)
 
 
 def _open_live(config: StreamSourceConfig | WebcamSourceConfig, **live: Any) -> FrameSource:

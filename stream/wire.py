@@ -24,6 +24,11 @@ type                    direction, socket          frames    header fields after
                                                              gauges: {str: float}
 ======================  =========================  ========  =====================================
 
+``run`` names the `stream run` that sent the tracklet: track ids restart at 1 in every run, so a
+tracklet is (run, camera, track); ``""`` (the default, for senders that predate it) is a run of
+its own. ``t`` is seconds on the run's clock: wall-clock seconds (Unix time) for live sources,
+the run's start plus the frame's timestamp for files, so times of different runs never mix.
+
 Frame 1 of a ``crop`` message is the crop as JPEG bytes (BGR order once decoded, as OpenCV
 reads it); ``width``/``height`` repeat its size so a frame pairing mix-up is caught. The
 ``assignment`` score is the occlusion-aware distance (SPEC §2.7, lower = more alike) to the
@@ -61,6 +66,7 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 NonEmptyStr = Annotated[str, Field(min_length=1)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
+RunId = Annotated[str, Field(max_length=64)]
 Box = Annotated[list[float], Field(min_length=4, max_length=4)]
 
 
@@ -159,6 +165,7 @@ class CropMessage(WireMessage):
     box: Box
     score: Annotated[float, Field(ge=0.0, le=1.0)]
     image: np.ndarray = Field(repr=False)
+    run: RunId = ""
 
     @field_validator("box")
     @classmethod
@@ -219,6 +226,7 @@ class TrackEndMessage(WireMessage):
     camera: NonEmptyStr
     track: NonNegativeInt
     t: float
+    run: RunId = ""
 
 
 class AssignmentMessage(WireMessage):
@@ -232,6 +240,7 @@ class AssignmentMessage(WireMessage):
     score: float | None
     is_new: bool
     t: float
+    run: RunId = ""
 
 
 class StatsMessage(WireMessage):

@@ -9,12 +9,17 @@ When a tracklet is matched: first when it has ``min_crops`` embedded crops, then
 ``rematch_every`` new crops (the gallery keeps its global id and refreshes its features), and
 at its end (a track_end message, ``idle_timeout_s`` without crops, or the worker's shutdown) if
 crops came since the last match. A tracklet that ends before ``min_crops`` is matched with what
-it has, so every tracklet with a valid crop gets an identity.
+it has, so every tracklet with a valid crop gets an identity. A track_end also marks the stored
+tracklet ended (``t_end``), which makes it a re-entry candidate on its camera — also when the
+worker no longer holds it (finished idle, or matched before this worker restarted).
+
+A tracklet is (run, camera, track): track ids restart in every `stream run`.
 
 Pooling a tracklet's crops: `stream.gallery.pooling.RunningAppearance`.
 
 Counters: received (messages), embedded (crops), dropped_malformed, batches, tracklets
-(started), track_ends, assignments. Gauges: latency p50/p95 (ms from the receipt of the message
+(started), track_ends, late_track_ends (ended a stored tracklet the worker was not holding),
+assignments. Gauges: latency p50/p95 (ms from the receipt of the message
 that made a tracklet due — its last crop or its end — to the assignment being published: queue
 + batch wait + embed + match), embed p50/p95 (ms per batch), crops_per_s, open_tracklets,
 queued_crops. Logged and published as a ``stats`` message every ``stats_interval_s`` (windows
@@ -71,16 +76,18 @@ COUNTER_NAMES = (
     "batches",
     "tracklets",
     "track_ends",
+    "late_track_ends",
     "assignments",
 )
 
-TrackletKey = tuple[str, int]
+TrackletKey = tuple[str, str, int]  # (run, camera, track)
 
 
 @dataclass
 class TrackletState:
     """A tracklet the worker is pooling: its crops so far and where it stands."""
 
+    run: str
     camera: str
     track: int
     pool: RunningAppearance
@@ -91,6 +98,8 @@ class TrackletState:
     since_match: int = 0  # embedded since the last match
     global_id: int | None = None
     ended: bool = False
+    t_end: float | None = None  # stream time of its track_end
+    end_stored: bool = False  # the gallery holds t_end
     trigger_at: float = 0.0  # receipt (worker clock) of the message that made it due
     best_weight: float = -1.0
     best_crop: np.ndarray | None = field(default=None, repr=False)
@@ -210,9 +219,9 @@ class Worker:
         except Exception as error:  # no input may kill the worker: counted, dropped
             self._drop_malformed(now, getattr(error, "reason", f"{type(error).__name__}: {error}"))
             return
-        key = (message.camera, message.track)
+        key = (message.run, message.camera, message.track)
         if isinstance(message, TrackEndMessage):
-            self._end(key, now)
+            self._end(key, message.t, now)
             return
         state = self.tracklets.get(key)
         if state is None:
@@ -225,12 +234,15 @@ class Worker:
         state.last_seen = now
         self.pending.append(PendingCrop(message, now))
 
-    def _end(self, key: TrackletKey, now: float) -> None:
+    def _end(self, key: TrackletKey, t_end: float, now: float) -> None:
         self.counters["track_ends"] += 1
         state = self.tracklets.get(key)
-        if state is None:  # no valid crop ever came, or it was already finished
+        if state is None:  # finished already (idle, before a restart) or no valid crop came
+            run, camera, track = key
+            if self.gallery.end(camera, track, t_end, run) is not None:
+                self.counters["late_track_ends"] += 1
             return
-        state.ended = True
+        state.ended, state.t_end = True, t_end
         state.trigger_at = now
         if state.queued == 0:
             self._finish([state])
@@ -271,7 +283,8 @@ class Worker:
         touched: dict[TrackletKey, TrackletState] = {}
         for row, crop in enumerate(batch):
             message = crop.message
-            state = self.tracklets[(message.camera, message.track)]
+            key = (message.run, message.camera, message.track)
+            state = self.tracklets[key]
             weight = state.pool.add(
                 global_features[row], part_features[row], visibility[row], message.score
             )
@@ -282,16 +295,19 @@ class Worker:
             state.trigger_at = max(state.trigger_at, crop.received_at)
             if weight > state.best_weight:
                 state.best_weight, state.best_crop = weight, message.image
-            touched[(message.camera, message.track)] = state
+            touched[key] = state
         rules = self.config.tracklets
         self._match([s for s in touched.values() if s.due(rules)])
         self._finish([s for s in touched.values() if s.ended and not s.queued])
 
     def _finish(self, states: list[TrackletState]) -> None:
-        """Match what is unmatched in ended tracklets and forget them."""
+        """Match what is unmatched in finished tracklets (storing the end of ended ones) and
+        forget them."""
         self._match([s for s in states if s.since_match])
         for state in states:
-            self.tracklets.pop((state.camera, state.track), None)
+            if state.t_end is not None and not state.end_stored and state.global_id is not None:
+                self.gallery.end(state.camera, state.track, state.t_end, state.run)
+            self.tracklets.pop((state.run, state.camera, state.track), None)
 
     def _match(self, states: list[TrackletState]) -> None:
         if not states:
@@ -300,8 +316,10 @@ class Worker:
             Tracklet(
                 camera=s.camera,
                 track=s.track,
+                run=s.run,
                 t_first=s.t_first,
                 t_last=s.t_last,
+                t_end=s.t_end,
                 appearance=s.pool.appearance(),
                 thumbnail=self._write_thumbnail(s),
             )
@@ -312,6 +330,7 @@ class Worker:
         for state, match in zip(states, matches, strict=True):
             state.global_id = match.global_id
             state.since_match = 0
+            state.end_stored = state.t_end is not None
             self._publish(
                 AssignmentMessage(
                     camera=state.camera,
@@ -320,6 +339,7 @@ class Worker:
                     score=match.score,
                     is_new=match.is_new,
                     t=state.t_last,
+                    run=state.run,
                 )
             )
             self.counters["assignments"] += 1
@@ -329,7 +349,8 @@ class Worker:
         folder = self.config.tracklets.thumbnails
         if folder is None or state.best_crop is None:
             return ""
-        path = Path(folder) / _safe_name(state.camera) / f"{state.track}.jpg"
+        name = f"{_safe_name(state.run)}-{state.track}" if state.run else str(state.track)
+        path = Path(folder) / _safe_name(state.camera) / f"{name}.jpg"
         path.parent.mkdir(parents=True, exist_ok=True)
         if not cv2.imwrite(str(path), state.best_crop):
             log.warning("%s: could not write thumbnail %s", self.config.name, path)

@@ -18,10 +18,20 @@ TINY_MODEL = {
 }
 
 
-def write_tiny_stream(root: Path, seed: int, threshold: float) -> Path:
-    """Render the scene under ``root/scene``, save the model, write ``root/cams.yaml``."""
+def write_tiny_stream(
+    root: Path,
+    seed: int,
+    threshold: float,
+    *,
+    cameras: int = 2,
+    people: int = 3,
+    seconds: float = 4,
+    pace: float | None = None,
+) -> Path:
+    """Render the scene under ``root/scene``, save the model, write ``root/cams.yaml``
+    (``pace``: the videos play at that multiple of real time, like cameras)."""
     write_videos(
-        VideoConfig(cameras=2, people=3, seconds=4, seed=seed, size=(320, 180)),
+        VideoConfig(cameras=cameras, people=people, seconds=seconds, seed=seed, size=(320, 180)),
         root / "scene",
         workers=1,
         show_progress=False,
@@ -30,6 +40,8 @@ def write_tiny_stream(root: Path, seed: int, threshold: float) -> Path:
     cams = yaml.safe_load((root / "scene" / "cams.yaml").read_text())
     for camera in cams["cameras"]:
         camera["source"] = f"scene/{camera['source']}"
+        if pace is not None:
+            camera["source"] = {"type": "video", "path": camera["source"], "pace": pace}
         camera["ground_truth"] = f"scene/{camera['ground_truth']}"
     cams["crops"] = {"min_width": 8, "min_height": 16, "every_n_frames": 2}
     cams["worker"] = {

@@ -69,6 +69,8 @@ def test_stage_process_sends_valid_crops(config: CamsConfig, tmp_path: Path) -> 
             "assignment_endpoints": [f"tcp://127.0.0.1:{assignments_port}"],
             "stop_event": stop,
             "emit": messages.put,
+            "run": "run-1",
+            "clock_origin": 1000.0,
         },
     )
     process.start()
@@ -94,7 +96,8 @@ def test_stage_process_sends_valid_crops(config: CamsConfig, tmp_path: Path) -> 
         x1, y1, x2, y2 = crop.box
         assert 2 <= x1 < x2 <= 318 and 2 <= y1 < y2 <= 178  # not cut by the border margin
         assert crop.image.shape[0] >= 12 and crop.image.shape[1] >= 4
-        assert crop.t == pytest.approx(crop.frame / 10)
+        assert crop.t == pytest.approx(1000.0 + crop.frame / 10)  # on the run's clock
+        assert crop.run == "run-1"
         by_track[crop.track].append(crop)
     for track, chosen in by_track.items():
         assert len(chosen) <= 4

@@ -21,6 +21,7 @@ from stream.gallery import (
     Tracklet,
     TrackletRecord,
 )
+from stream.gallery.backend import CandidateFilter
 from stream.gallery.edge import EDGE_FILTER_MODELS, EdgeBackend
 from stream.gallery.server import ServerBackend
 
@@ -51,8 +52,12 @@ class Person:
         )
 
 
-def tracklet(camera: str, track: int, appearance: Appearance, t: float = 0.0) -> Tracklet:
-    return Tracklet(camera=camera, track=track, t_first=t, t_last=t + 1.0, appearance=appearance)
+def tracklet(
+    camera: str, track: int, appearance: Appearance, t: float = 0.0, **fields: object
+) -> Tracklet:
+    return Tracklet(
+        camera=camera, track=track, t_first=t, t_last=t + 1.0, appearance=appearance, **fields
+    )
 
 
 class SharedServerBackend(ServerBackend):
@@ -190,6 +195,83 @@ def test_an_identity_already_on_the_camera_meanwhile_is_not_lent_again(reopen) -
     later = gallery.match(tracklet("cam-b", 3, alice.sighting(), t=20.0))  # after track 1 ended
     assert overlapping.is_new and overlapping.global_id != first.global_id
     assert not later.is_new and later.global_id == first.global_id
+
+
+def test_a_person_back_in_the_same_view_gets_the_identity_of_the_ended_tracklet(reopen) -> None:
+    gallery = reopen(time_window_s=30.0)
+    alice, bob = Person(61), Person(62)
+    first = gallery.match(tracklet("cam-a", 1, alice.sighting(), t=0.0))  # seen 0..1
+    still_open = gallery.match(tracklet("cam-a", 2, alice.sighting(), t=3.0))
+    assert still_open.is_new  # track 1 has not ended: it may be someone still in view
+
+    ended = gallery.end("cam-a", 1, t_end=2.0)
+    assert ended is not None and ended.t_end == 2.0 and gallery.get("cam-a", 1).t_end == 2.0
+    back = gallery.match(tracklet("cam-a", 3, alice.sighting(), t=10.0))
+    stranger = gallery.match(tracklet("cam-a", 4, bob.sighting(), t=10.5))
+    too_late = gallery.match(tracklet("cam-a", 5, alice.sighting(), t=100.0))  # window: 30 s
+    assert not back.is_new and back.global_id == first.global_id and back.score < 0.05
+    assert stranger.is_new
+    assert too_late.is_new and too_late.score is None
+    assert gallery.end("cam-a", 99, t_end=1.0) is None  # unknown: nothing stored
+
+
+def test_a_reentry_candidate_must_have_ended_before_the_new_tracklet_began(reopen) -> None:
+    gallery = reopen()
+    alice = Person(63)
+    gallery.match(tracklet("cam-a", 1, alice.sighting(), t=0.0, t_end=6.0))  # seen 0..1
+    overlapping = gallery.match(tracklet("cam-a", 2, alice.sighting(), t=0.5))  # began before 1
+    ended_later = gallery.match(tracklet("cam-a", 3, alice.sighting(), t=2.0))  # 2..3, end at 6
+    after = gallery.match(tracklet("cam-a", 4, alice.sighting(), t=6.0))
+    assert overlapping.is_new and ended_later.is_new
+    assert not after.is_new and after.global_id == 1
+
+
+def test_runs_never_share_a_tracklet_or_lend_it_their_identity(reopen) -> None:
+    """Track ids restart in every run: run B's track 1 is not run A's track 1."""
+    gallery = reopen()
+    alice, bob = Person(64), Person(65)
+    a = gallery.match(tracklet("cam-a", 1, alice.sighting(), t=0.0, run="run-a"))
+    b = gallery.match(tracklet("cam-a", 1, bob.sighting(), t=0.0, run="run-b"))
+    assert a.is_new and b.is_new and a.global_id != b.global_id and len(gallery) == 2
+    stored = gallery.get("cam-a", 1, run="run-a")
+    assert stored.global_id == a.global_id and stored.run == "run-a"
+    assert stored.appearance.global_vector @ alice.global_vector > 0.9 * np.linalg.norm(
+        alice.global_vector
+    )
+    assert gallery.get("cam-a", 1) is None  # the id of a run-less tracklet is another point
+
+
+def test_filters_in_qdrant_and_in_python_admit_the_same_points(reopen) -> None:
+    """`CandidateFilter.build` (Qdrant) and `.admits` (Edge's planned search) agree."""
+    gallery = reopen()
+    rng = np.random.default_rng(5)
+    records = []
+    for i in range(120):
+        t_first = float(rng.uniform(0, 50))
+        t_last = t_first + float(rng.uniform(0, 10))
+        ended = rng.random() < 0.6
+        records.append(
+            TrackletRecord(
+                camera=f"cam-{i % 3}",
+                track=i,
+                t_first=t_first,
+                t_last=t_last,
+                t_end=t_last + float(rng.uniform(0, 5)) if ended else None,
+                appearance=Person(2000 + i).sighting(),
+                global_id=i + 1,
+            )
+        )
+    gallery.add(records)
+    backend = gallery._backend
+    for where in [
+        CandidateFilter(exclude_camera="cam-1"),
+        CandidateFilter(exclude_camera="cam-1", reentry=(30.0, 32.0)),
+        CandidateFilter(exclude_camera="cam-2", reentry=(20.0, 25.0), t_last_min=10.0),
+        CandidateFilter(camera="cam-0", t_first_max=20.0),
+    ]:
+        in_qdrant = {p.payload["track"] for p in backend.scroll(where)}
+        in_python = {r.track for r in records if where.admits(r.to_payload())}
+        assert in_qdrant == in_python and 0 < len(in_python) < len(records)
 
 
 def test_time_window_keeps_old_tracklets_out(reopen) -> None:

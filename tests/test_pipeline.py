@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from stream_setup import TINY_MODEL, write_tiny_stream
 
-from stream.pipeline import Supervisor, run_pipeline
+from stream.cli import main as stream_main
+from stream.gallery import Gallery, GalleryConfig
+from stream.mtmc import evaluate_run
+from stream.pipeline import ResumePoint, Supervisor, prepare_out, run_pipeline
 
 pytestmark = pytest.mark.xdist_group("pipeline")
 
@@ -73,3 +81,199 @@ def test_a_bad_worker_section_is_named(scene: Path, tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(cams))
     with pytest.raises(ValueError, match="max_batchh"):
         run_pipeline(path, tmp_path / "run", live=False)
+
+
+def test_a_used_out_folder_needs_resume_or_overwrite(
+    scene: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "used"
+    out.mkdir()
+    (out / "events.jsonl").write_text('{"camera": "cam1", "frame": 4, "track_id": 2}\n{"cam')
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"already holds a run \(events.jsonl\).*--resume"):
+        prepare_out(out, resume=False, overwrite=False)
+    with pytest.raises(ValueError, match="pick one"):
+        prepare_out(out, resume=True, overwrite=True)
+    assert prepare_out(out, resume=True, overwrite=False) == {"cam1": ResumePoint(5, 3)}
+    assert (out / "events.jsonl").read_text().endswith("}\n")  # the cut line is gone
+    assert prepare_out(out, resume=False, overwrite=True) == {}
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]  # only run outputs deleted
+    with pytest.raises(ValueError, match="no run to continue"):
+        prepare_out(out, resume=True, overwrite=False)
+    (out / "summary.json").write_text("{}")
+    assert stream_main(["run", "--cameras", str(scene / "cams.yaml"), "--out", str(out)]) == 2
+    assert "already holds a run (summary.json)" in capsys.readouterr().err
+
+
+def test_a_second_run_on_a_persistent_gallery_gives_no_new_person_an_old_id(
+    scene: Path, tmp_path: Path
+) -> None:
+    """Track ids restart at 1 in every run; the gallery outlives runs. The second run films
+    other people (another scene) and no distance passes the threshold: every tracklet is a
+    new person, and none may inherit a first-run id."""
+    write_tiny_stream(tmp_path / "other", seed=12, threshold=1e-9)
+    paths = []
+    for name, root in (("first", scene), ("second", tmp_path / "other")):
+        cams = yaml.safe_load((root / "cams.yaml").read_text())
+        for camera in cams["cameras"]:
+            camera["source"] = str(root / camera["source"])
+            camera["ground_truth"] = str(root / camera["ground_truth"])
+        cams["worker"]["embedder"]["model"] = str(scene / "tiny.safetensors")
+        cams["worker"]["gallery"]["threshold"] = 1e-9
+        cams["gallery"] = {"path": str(tmp_path / "shared-gallery")}
+        paths.append(tmp_path / f"{name}.yaml")
+        paths[-1].write_text(yaml.safe_dump(cams))
+    first = run_pipeline(paths[0], tmp_path / "first", live=False)
+    second = run_pipeline(paths[1], tmp_path / "second", live=False)
+    old = _lines(tmp_path / "first" / "assignments.jsonl")
+    new = _lines(tmp_path / "second" / "assignments.jsonl")
+    assert old and new and first["run"] != second["run"]
+    assert {(a["camera"], a["track_id"]) for a in old} & {(a["camera"], a["track_id"]) for a in new}
+    assert max(a["global_id"] for a in old) < min(a["global_id"] for a in new)
+    first_answers = {}
+    for a in new:
+        first_answers.setdefault((a["camera"], a["track_id"]), a)
+    assert all(a["is_new"] for a in first_answers.values())
+    gallery_config = GalleryConfig(
+        path=tmp_path / "shared-gallery",
+        vector_size=TINY_MODEL["transformer"]["d_model"],
+        num_parts=TINY_MODEL["heads"]["num_parts"],
+    )
+    with Gallery.open(gallery_config) as gallery:
+        assert len(gallery) == len({(a["run"], a["camera"], a["track_id"]) for a in old + new})
+        for a in old:  # the first run's tracklets keep their ids
+            assert gallery.get(a["camera"], a["track_id"], a["run"]).global_id == a["global_id"]
+
+
+@pytest.fixture(scope="module")
+def paced_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three cameras playing 60 s videos at real time, in a loop, a worker reporting every
+    0.1 s and restarted at once: crops flow while the worker is killed, however slow its
+    restarts are."""
+    root = tmp_path_factory.mktemp("paced")
+    path = write_tiny_stream(
+        root, seed=9, threshold=10.0, cameras=3, people=6, seconds=60, pace=1.0
+    )
+    cams = yaml.safe_load(path.read_text())
+    cams["crops"]["max_per_track"] = 10_000  # a crop every 2nd frame for as long as a track lasts
+    for camera in cams["cameras"]:
+        camera["source"]["loop"] = True
+    cams["worker"]["stats_interval_s"] = 0.1
+    cams["workers"] = {"restart_backoff_s": 0.0, "restart_limit": 12}
+    path.write_text(yaml.safe_dump(cams))
+    return root
+
+
+def test_a_worker_killed_ten_times_while_crops_flow_loses_no_acknowledged_identity(
+    paced_scene: Path,
+) -> None:
+    """SIGKILL after a seeded 1-3 crops embedded by each life of the worker (its own counters,
+    no sleeps): cameras go on, drops are counted, every acknowledged assignment is in the
+    gallery, and tracklets still seen 3 s after the last life is serving (so crops of theirs
+    reached it) all get an identity."""
+    rng = np.random.default_rng(0)
+    kills: list[int] = []
+    target = [int(rng.integers(1, 4))]
+    last_life_serving = [float("inf")]
+    started = time.time()
+
+    def kill_when_due(supervisor: Supervisor) -> None:
+        worker = supervisor.workers[0]
+        stats = supervisor.state.workers.get("worker-0")
+        if time.time() - started > 300:  # a guard: fail, do not hang
+            supervisor.stop_event.set()
+        if not worker.alive or stats is None or stats["t"] < worker.started_at:
+            return  # down, or not reporting yet in this life
+        if len(kills) == 10:
+            last_life_serving[0] = min(last_life_serving[0], stats["t"])
+            if stats["t"] - last_life_serving[0] > 10.0:  # the last life served 10 s: stop
+                supervisor.stop_event.set()
+        elif stats["embedded"] >= target[0]:
+            worker.process.kill()
+            worker.process.wait()
+            kills.append(stats["embedded"])
+            target[0] = int(rng.integers(1, 4))
+
+    out = paced_scene / "killed-10"
+    summary = run_pipeline(paced_scene / "cams.yaml", out, live=False, on_tick=kill_when_due)
+
+    assert len(kills) == 10 and summary["worker_restarts"] == 10, kills
+    cameras = summary["cameras"].values()
+    assert all(c["finished"] and c["error"] is None for c in cameras)
+    # the cameras went on at their 10 fps through every restart
+    assert all(c["frames"] >= 9 * (last_life_serving[0] - started) for c in cameras)
+    assert summary["messages_lost"] > 0  # crops sent to a dead worker are counted, not hidden
+    assignments = _lines(out / "assignments.jsonl")
+    with Gallery.open(GalleryConfig(path=out / "gallery", vector_size=32, num_parts=3)) as g:
+        for a in assignments:
+            assert g.get(a["camera"], a["track_id"], a["run"]).global_id == a["global_id"]
+    assigned = {(a["camera"], a["track_id"]) for a in assignments}
+    late = [
+        t
+        for t in _lines(out / "tracklets.jsonl")
+        if t["t_last"] > last_life_serving[0] + 3 and t["crops_sent"] >= 2  # min_crops
+    ]
+    assert late and all((t["camera"], t["track_id"]) in assigned for t in late)
+
+
+def _worker_processes_of(out: Path) -> list[int]:
+    """Pids of live processes whose command line names a worker config under ``out``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            continue
+        if str(out / "workers") in command:
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_a_killed_run_leaves_no_worker_behind_and_resumes_where_it_stopped(
+    paced_scene: Path, tmp_path: Path
+) -> None:
+    cams = yaml.safe_load((paced_scene / "cams.yaml").read_text())
+    for camera in cams["cameras"]:
+        camera["source"]["path"] = str(paced_scene / camera["source"]["path"])
+        camera["source"].update(pace=5.0, loop=False)  # 600 frames in 12 s
+        camera["ground_truth"] = str(paced_scene / camera["ground_truth"])
+    cams["worker"]["embedder"]["model"] = str(paced_scene / "tiny.safetensors")
+    path = tmp_path / "cams.yaml"
+    path.write_text(yaml.safe_dump(cams))
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "stream", "run", "--cameras", str(path), "--out", str(out)]
+    supervisor = subprocess.Popen([*command, "--no-live"], stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    events = out / "events.jsonl"
+    while not (events.is_file() and len(events.read_bytes().splitlines()) > 300):
+        assert supervisor.poll() is None and time.monotonic() < deadline
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            supervisor.wait(0.2)  # waits for the run's progress, or its end
+    assert _worker_processes_of(out)
+    supervisor.send_signal(signal.SIGKILL)
+    supervisor.wait()
+    while _worker_processes_of(out):  # the worker got SIGTERM with its parent's death
+        assert time.monotonic() < deadline, "the worker outlived its killed supervisor"
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            supervisor.wait(0.1)
+    killed = _lines(out / "events.jsonl") if events.read_text().endswith("\n") else None
+    summary = run_pipeline(path, out, live=False, resume=True)  # opens the gallery it released
+
+    runs = json.loads((out / "run.json").read_text())["runs"]
+    assert [r["resumed"] for r in runs] == [False, True] and summary["run"] == runs[1]["run"]
+    lines = _lines(out / "events.jsonl")
+    before = [e for e in lines if e["run"] == runs[0]["run"]]
+    after = [e for e in lines if e["run"] == runs[1]["run"]]
+    assert killed is None or before == killed
+    assert before and after and len(before) + len(after) == len(lines)
+    for camera in ("cam1", "cam2", "cam3"):
+        old = [e for e in before if e["camera"] == camera]
+        new = [e for e in after if e["camera"] == camera]
+        if not old:
+            continue
+        assert max(e["frame"] for e in old) < min(e["frame"] for e in new)  # nothing twice
+        assert max(e["track_id"] for e in old) < min(e["track_id"] for e in new)
+        assert max(e["frame"] for e in new) == 599
+    assert all(stats["finished"] for stats in summary["cameras"].values())
+    scores = evaluate_run(out, path)
+    assert scores["IDF1"] > 0

@@ -3,18 +3,20 @@ the fps cap, and live-stream reconnection with back-off (a fake capture, no netw
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from stream.config import ReconnectConfig
+from stream.config import ImagesSourceConfig, ReconnectConfig
 from stream.sources import (
     FpsCappedSource,
     FrameSource,
     ImageFolderSource,
     LiveSource,
+    ReplayedSource,
     SourceError,
     open_source,
 )
@@ -174,3 +176,31 @@ def test_webcam_index_is_a_live_source() -> None:
     assert isinstance(source, LiveSource) and source.target == 0
     source.close()
     assert list(source.frames()) == []  # closed: nothing more
+
+
+def test_a_replayed_file_loops_with_running_timestamps_at_its_pace(tmp_path: Path) -> None:
+    """loop: indices restart with each pass, timestamps run on; pace: a frame waits for its
+    time (a fake clock records the waits)."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for index in range(3):
+        cv2.imwrite(str(folder / f"{index:03d}.png"), np.full((8, 8, 3), index, np.uint8))
+    now = [0.0]
+    waits: list[float] = []
+
+    def wait(seconds: float) -> bool:
+        waits.append(round(seconds, 6))
+        now[0] += seconds
+        return False
+
+    config = ImagesSourceConfig(type="images", path=folder, fps=10.0, loop=True, pace=2.0)
+    source = ReplayedSource(
+        lambda: ImageFolderSource(config.path, config.fps), True, 2.0, wait, lambda: now[0]
+    )
+    frames = list(itertools.islice(source.frames(), 7))
+    assert [f.index for f in frames] == [0, 1, 2, 0, 1, 2, 0]
+    assert [round(f.timestamp_s, 6) for f in frames] == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
+    assert waits == [0.05] * 6  # 0.1 s of video per frame at twice real time
+    assert source.passes == 2
+    once = open_source({"type": "images", "path": str(folder), "fps": 10.0, "pace": 1000.0})
+    assert [f.index for f in once.frames()] == [0, 1, 2]

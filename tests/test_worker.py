@@ -58,7 +58,9 @@ def person_crop(person: tuple, rng: np.random.Generator, brightness: int = 0) ->
     return np.clip(crop, 0, 255).astype(np.uint8)
 
 
-def crop_message(camera: str, track: int, frame: int, image: np.ndarray) -> CropMessage:
+def crop_message(
+    camera: str, track: int, frame: int, image: np.ndarray, run: str = ""
+) -> CropMessage:
     height, width = image.shape[:2]
     return CropMessage(
         camera=camera,
@@ -68,15 +70,18 @@ def crop_message(camera: str, track: int, frame: int, image: np.ndarray) -> Crop
         box=[0.0, 0.0, float(width), float(height)],
         score=0.9,
         image=image,
+        run=run,
     )
 
 
-def crop_frames(camera: str, track: int, frame: int, image: np.ndarray) -> list[bytes]:
-    return crop_message(camera, track, frame, image).encode()
+def crop_frames(
+    camera: str, track: int, frame: int, image: np.ndarray, run: str = ""
+) -> list[bytes]:
+    return crop_message(camera, track, frame, image, run).encode()
 
 
-def end_frames(camera: str, track: int, t: float = 9.0) -> list[bytes]:
-    return TrackEndMessage(camera=camera, track=track, t=t).encode()
+def end_frames(camera: str, track: int, t: float = 9.0, run: str = "") -> list[bytes]:
+    return TrackEndMessage(camera=camera, track=track, t=t, run=run).encode()
 
 
 class ColourEmbedder:
@@ -229,6 +234,42 @@ def test_the_same_person_on_two_cameras_gets_one_global_id_and_a_stranger_a_new_
         records = gallery.records_of(next(iter(ids[("cam1", 1)])))
     assert [(r.camera, r.track) for r in records] == [("cam1", 1), ("cam2", 7)]
     assert all(Path(r.thumbnail).is_file() for r in records)
+
+
+def test_re_entry_late_track_ends_and_runs(tmp_path: Path) -> None:
+    """A person back in the same view gets their id once the first tracklet ended — also when
+    the track_end reaches a restarted worker — and another run's track 1 is someone new."""
+    config = worker_config(tmp_path, batching={"max_wait_ms": 0}, tracklets={"min_crops": 2})
+    rng = np.random.default_rng(2)
+
+    def feed(worker: Worker, track: int, person: tuple, frames: range, run: str = "r1") -> None:
+        for frame in frames:
+            worker.handle(crop_frames("cam1", track, frame, person_crop(person, rng), run))
+            worker.step()
+
+    published: list[WireMessage] = []
+    first = Worker.from_config(config, publish=published.append, embedder=ColourEmbedder())
+    feed(first, 1, PERSON_A, range(0, 4))  # t 0.0-0.3, then the worker dies: no track_end
+    feed(first, 2, PERSON_B, range(0, 4))
+    first.handle(end_frames("cam1", 2, t=0.5, run="r1"))
+    first.close()  # what a killed worker leaves: matched, not ended
+
+    restarted = Worker.from_config(config, publish=published.append, embedder=ColourEmbedder())
+    restarted.handle(end_frames("cam1", 1, t=0.5, run="r1"))  # late: the old worker held it
+    feed(restarted, 3, PERSON_A, range(10, 14))  # A walks back in at t=1.0
+    feed(restarted, 1, PERSON_B, range(10, 14), run="r2")  # a new run's track 1: B, not A
+    restarted.handle(end_frames("cam1", 99, run="r1"))  # never had a crop: nothing to end
+    restarted.drain()
+    counters = dict(restarted.counters)
+    restarted.close()
+    ids = {(a.run, a.track): a.global_id for a in assignments(published)}
+    assert counters["late_track_ends"] == 1 and counters["track_ends"] == 2
+    assert ids[("r1", 3)] == ids[("r1", 1)] != ids[("r1", 2)]
+    assert ids[("r2", 1)] == ids[("r1", 2)]  # B again (ended at 0.5), not run r1's track 1
+    with Gallery.open(fit_gallery_config(config.gallery, ColourEmbedder())) as gallery:
+        assert gallery.get("cam1", 1, "r1").t_end == 0.5
+        assert gallery.get("cam1", 1, "r2").global_id == ids[("r1", 2)]
+        assert len(gallery) == 4
 
 
 @pytest.mark.filterwarnings("ignore:Payload indexes have no effect:UserWarning")

@@ -19,6 +19,7 @@ PAYLOAD_INDEXES = {
     "camera": "keyword",
     "t_first": "float",
     "t_last": "float",
+    "t_end": "float",
     "global_id": "integer",
 }
 
@@ -29,9 +30,15 @@ class GalleryError(RuntimeError):
 
 @dataclass(frozen=True)
 class CandidateFilter:
-    """Payload conditions on a search or scroll; None leaves a condition out."""
+    """Payload conditions on a search or scroll; None leaves a condition out.
+
+    ``reentry`` = (t_first, t_last) of a new tracklet on ``exclude_camera``: that camera's
+    tracklets pass too when they were last seen before t_first and had ended by t_last (the
+    same person leaving the view and coming back).
+    """
 
     exclude_camera: str | None = None
+    reentry: tuple[float, float] | None = None
     camera: str | None = None
     t_last_min: float | None = None
     t_first_max: float | None = None
@@ -45,11 +52,23 @@ class CandidateFilter:
         """
         must, must_not = [], []
         if self.exclude_camera is not None:
-            must_not.append(
-                models.FieldCondition(
-                    key="camera", match=models.MatchValue(value=self.exclude_camera)
-                )
+            other_camera = models.FieldCondition(
+                key="camera", match=models.MatchValue(value=self.exclude_camera)
             )
+            if self.reentry is None:
+                must_not.append(other_camera)
+            else:
+                began, seen = self.reentry
+                ended_before = models.Filter(
+                    must=[
+                        other_camera,
+                        models.FieldCondition(key="t_last", range=models.Range(lt=began)),
+                        models.FieldCondition(key="t_end", range=models.Range(lte=seen)),
+                    ]
+                )
+                must.append(
+                    models.Filter(should=[models.Filter(must_not=[other_camera]), ended_before])
+                )
         if self.camera is not None:
             must.append(
                 models.FieldCondition(key="camera", match=models.MatchValue(value=self.camera))
@@ -75,12 +94,21 @@ class CandidateFilter:
     def admits(self, payload: dict) -> bool:
         """Whether a point with this payload passes: the conditions of `build`, checked here."""
         return (
-            (self.exclude_camera is None or payload["camera"] != self.exclude_camera)
+            (
+                self.exclude_camera is None
+                or payload["camera"] != self.exclude_camera
+                or (self.reentry is not None and _ended_before(payload, *self.reentry))
+            )
             and (self.camera is None or payload["camera"] == self.camera)
             and (self.global_id is None or payload["global_id"] == self.global_id)
             and (self.t_last_min is None or payload["t_last"] >= self.t_last_min)
             and (self.t_first_max is None or payload["t_first"] <= self.t_first_max)
         )
+
+
+def _ended_before(payload: dict, began: float, seen: float) -> bool:
+    t_end = payload.get("t_end")
+    return payload["t_last"] < began and t_end is not None and t_end <= seen
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,7 @@ EDGE_INDEX_SCHEMAS = {
     "integer": qe.IntegerIndexParams(lookup=True, range=True, memory=CACHED),
 }
 # what `CandidateFilter.admits` reads: a planned search fetches only these for its candidates
-FILTERED_FIELDS = qe.PayloadSelector.Include(["camera", "global_id", "t_first", "t_last"])
+FILTERED_FIELDS = qe.PayloadSelector.Include(["camera", "global_id", "t_first", "t_last", "t_end"])
 T = TypeVar("T")
 CONFIG_FILE = "edge_config.json"  # written by Edge beside its segments (Qdrant Edge docs)
 SCROLL_PAGE = 1024

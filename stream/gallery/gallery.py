@@ -1,7 +1,8 @@
 """`Gallery`: cross-camera identity matching over a Qdrant collection (SPEC §4).
 
 Matching a tracklet: the top-N stored tracklets by cosine of the global vector, filtered in
-Qdrant to other cameras and a time window, are re-ranked by the occlusion-aware distance
+Qdrant to a time window and to other cameras or, for a person who comes back into a view, this
+camera's tracklets that ended before the new one began (re-entry), are re-ranked by the occlusion-aware distance
 (SPEC §2.7, `reid_core.distance.occlusion_aware_distance`); the nearest one within the
 threshold lends its global id — unless that identity already has another tracklet on this
 camera at an overlapping time (one person is not twice in one view at once; the next candidate
@@ -14,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from types import TracebackType
 from typing import Self
 
@@ -155,18 +157,21 @@ class Gallery:
             self._check(tracklet.appearance)
         matches = []
         for tracklet in tracklets:
-            stored = self.get(tracklet.camera, tracklet.track)
+            stored = self.get(tracklet.camera, tracklet.track, tracklet.run)
             if stored is not None:
                 match = Match(stored.global_id, stored.match_score, is_new=False)
                 t_first = min(stored.t_first, tracklet.t_first)
+                t_end = stored.t_end if tracklet.t_end is None else tracklet.t_end
             else:
                 match = self._decide(tracklet)
-                t_first = tracklet.t_first
+                t_first, t_end = tracklet.t_first, tracklet.t_end
             record = TrackletRecord(
                 camera=tracklet.camera,
                 track=tracklet.track,
+                run=tracklet.run,
                 t_first=t_first,
                 t_last=tracklet.t_last,
+                t_end=t_end,
                 appearance=tracklet.appearance,
                 thumbnail=tracklet.thumbnail,
                 global_id=match.global_id,
@@ -176,6 +181,17 @@ class Gallery:
             matches.append(match)
         self._acknowledge()
         return matches
+
+    def end(self, camera: str, track: int, t_end: float, run: str = "") -> TrackletRecord | None:
+        """Mark a stored tracklet ended at ``t_end`` (it becomes a re-entry candidate on its
+        camera); returns the updated record, or None when it is not stored."""
+        stored = self.get(camera, track, run)
+        if stored is None:
+            return None
+        record = replace(stored, t_end=t_end)
+        self._store([record])
+        self._acknowledge()
+        return record
 
     def add(self, records: Sequence[TrackletRecord]) -> None:
         """Store records with the global ids they carry (an import, e.g. from another gallery);
@@ -202,12 +218,14 @@ class Gallery:
     def _decide(self, tracklet: Tracklet) -> Match:
         """Join the nearest candidate within the threshold whose identity is not already on
         this camera meanwhile (one person is not in two places of one view at once), else
-        start a new identity."""
+        start a new identity. Candidates: other cameras' tracklets, and this camera's that
+        ended before this one began (re-entry), within the time window."""
         window = self.config.time_window_s
         candidates = self._ranked(
             tracklet.appearance,
             CandidateFilter(
                 exclude_camera=tracklet.camera,
+                reentry=(tracklet.t_first, tracklet.t_last),
                 t_last_min=None if window is None else tracklet.t_first - window,
             ),
             limit=self.config.top_n,
@@ -232,7 +250,7 @@ class Gallery:
             t_last_min=tracklet.t_first,
             t_first_max=tracklet.t_last,
         )
-        return any(p.payload["track"] != tracklet.track for p in self._backend.scroll(overlapping))
+        return any(p.id != tracklet.point_id for p in self._backend.scroll(overlapping))
 
     def search(
         self,
@@ -279,9 +297,9 @@ class Gallery:
             for i in order
         ]
 
-    def get(self, camera: str, track: int) -> TrackletRecord | None:
-        """The stored tracklet of (camera, track), or None."""
-        found = self._backend.retrieve([point_id(camera, track)])
+    def get(self, camera: str, track: int, run: str = "") -> TrackletRecord | None:
+        """The stored tracklet of (run, camera, track), or None."""
+        found = self._backend.retrieve([point_id(camera, track, run)])
         return _record(found[0]) if found else None
 
     def records_of(self, global_id: int) -> list[TrackletRecord]:
