@@ -190,7 +190,13 @@ def run_row(args: argparse.Namespace, name: str, data: Path) -> dict[str, Any]:
     start = time.perf_counter()
     if done_epochs < overrides["epochs"]:
         resume = (out / "checkpoints" / "last.pt").is_file()
-        train(ROOT / "configs/train/synthetic_cpu.yaml", out, overrides, resume=resume)
+        train(
+            ROOT / "configs/train/synthetic_cpu.yaml",
+            out,
+            overrides,
+            resume=resume,
+            overwrite=not resume,  # a start that left no checkpoint begins again
+        )
     seconds = time.perf_counter() - start
     history = [json.loads(line) for line in history_path.read_text().splitlines()]
     model = load(out / "model_last.safetensors")

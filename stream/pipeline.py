@@ -612,20 +612,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _handle(args: argparse.Namespace) -> int:
-    from stream.config import CamsConfigError
-
-    try:
-        summary = run_pipeline(
-            args.cameras,
-            args.out,
-            args.max_frames,
-            live=not args.no_live,
-            resume=args.resume,
-            overwrite=args.overwrite,
-        )
-    except (CamsConfigError, FileNotFoundError, ValueError, RuntimeError) as error:
-        print(f"stream run: error: {error}", file=sys.stderr)
-        return 2
+    summary = run_pipeline(
+        args.cameras,
+        args.out,
+        args.max_frames,
+        live=not args.no_live,
+        resume=args.resume,
+        overwrite=args.overwrite,
+    )
     print(
         f"wrote {args.out}/events.jsonl ({summary['events']} events, {summary['global_ids']} "
         f"global ids) and {args.out}/summary.json"

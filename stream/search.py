@@ -257,11 +257,7 @@ def print_rows(rows: list[Appearance], as_json: bool) -> None:
 
 
 def _handle(args: argparse.Namespace) -> int:
-    try:
-        rows = run_search(args)
-    except SearchError as error:
-        print(f"stream search: {error}", file=sys.stderr)
-        return 2
+    rows = run_search(args)
     print_rows(rows, args.json)
     if args.out:
         print(f"contact sheet: {args.out}", file=sys.stderr)

@@ -27,7 +27,6 @@ import hashlib
 import ipaddress
 import logging
 import shutil
-import sys
 import threading
 from pathlib import Path
 from typing import Self
@@ -359,11 +358,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _handle_keys(args: argparse.Namespace) -> int:
-    try:
-        public, secret = generate_keypair(args.out, args.name, args.authorize, args.force)
-    except (EndpointError, OSError) as error:
-        print(f"stream keys: error: {error}", file=sys.stderr)
-        return 2
+    public, secret = generate_keypair(args.out, args.name, args.authorize, args.force)
     print(f"public key: {public}  (give it to the peers)")
     print(f"secret key: {secret}  (keep it here, mode 0600)")
     if args.authorize is not None:

@@ -38,12 +38,8 @@ def _handle(args: argparse.Namespace) -> int:
     from stream.worker_config import load_worker_config
 
     _configure_logging(args.log_level)
-    try:
-        config = load_worker_config(args.config)
-        worker = Worker.from_config(config)
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
-        print(f"stream worker: error: {error}", file=sys.stderr)
-        return 2
+    config = load_worker_config(args.config)
+    worker = Worker.from_config(config)
     return worker.run()
 
 

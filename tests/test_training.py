@@ -13,7 +13,13 @@ import torch
 import yaml
 
 from trainer.config import load_train_config, parse_overrides
-from trainer.engine import lr_factor, parameter_groups, train, warmup_iter_factor
+from trainer.engine import (
+    lr_factor,
+    parameter_groups,
+    prepare_train_out,
+    train,
+    warmup_iter_factor,
+)
 from trainer.synth.reid_set import ReidSetConfig, write_reid_set
 
 pytestmark = pytest.mark.xdist_group("training")
@@ -175,6 +181,21 @@ def test_resume_takes_a_checkpoint_from_before_a_new_field_but_not_another_model
 def test_resume_without_a_checkpoint_is_a_clear_error(tiny_config: Path, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         train(tiny_config, tmp_path / "empty", resume=True)
+
+
+def test_a_used_out_folder_needs_resume_or_overwrite(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "history.jsonl").write_text("{}\n")
+    (out / "notes.md").write_text("mine")
+    with pytest.raises(ValueError, match=r"already holds a training run \(checkpoints, history"):
+        prepare_train_out(out, resume=False, overwrite=False)
+    with pytest.raises(ValueError, match="pick one"):
+        prepare_train_out(out, resume=True, overwrite=True)
+    prepare_train_out(out, resume=True, overwrite=False)  # resume reads what is there
+    assert (out / "history.jsonl").is_file()
+    prepare_train_out(out, resume=False, overwrite=True)
+    assert [p.name for p in out.iterdir()] == ["notes.md"]
 
 
 def test_sampler_group_must_match_the_feature_consistency_group(

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import time
 from collections import defaultdict
 from contextlib import nullcontext
@@ -431,13 +432,49 @@ class Trainer:
             f.write(json.dumps(record) + "\n")
 
 
+# what a training run writes into --out: a used folder is refused, --overwrite deletes these
+TRAIN_OUTPUTS = (
+    "checkpoints",
+    "history.jsonl",
+    "model_last.safetensors",
+    "model_best.safetensors",
+    "tensorboard",
+    "train_config.yaml",
+)
+
+
+def prepare_train_out(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """A fresh --out, or one cleared with ``overwrite``; ``resume`` continues what is there.
+    Training into a used folder without either would mix two runs' checkpoints and logs."""
+    if resume and overwrite:
+        raise ValueError("--resume continues the run in --out and --overwrite deletes it: pick one")
+    if resume:
+        return
+    used = [name for name in TRAIN_OUTPUTS if (out / name).exists()]
+    used += sorted(p.name for p in out.glob("rank*_identities.json"))
+    if used and not overwrite:
+        raise ValueError(
+            f"{out} already holds a training run ({', '.join(used)}): pass --resume to continue "
+            "it or --overwrite to replace it, or choose another --out"
+        )
+    for name in used:
+        target = out / name
+        if target.is_dir():
+            shutil.rmtree(target, ignore_errors=True)  # another rank may be deleting it too
+        else:
+            target.unlink(missing_ok=True)
+
+
 def train(
     config_path: str | Path,
     out_dir: str | Path,
     overrides: dict[str, Any] | None = None,
     resume: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Train from a config file; returns the last epoch's mean losses (this rank's)."""
+    """Train from a config file; returns the last epoch's mean losses (this rank's).
+
+    ``out_dir`` must hold no training run unless ``resume`` or ``overwrite``."""
     import yaml
 
     from trainer.config import load_train_config
@@ -446,6 +483,9 @@ def train(
     ctx = setup_distributed()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)  # every rank: nodes may not share a filesystem
+    prepare_train_out(out, resume=resume, overwrite=overwrite)
+    if ctx.distributed:
+        dist.barrier()  # no rank writes before every rank has checked and cleared
     if ctx.is_main:
         (out / "train_config.yaml").write_text(
             yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
@@ -489,6 +529,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--resume", action="store_true", help="continue exactly from --out/checkpoints/last.pt"
     )
     parser.add_argument(
+        "--overwrite", action="store_true", help="delete the training run already in --out"
+    )
+    parser.add_argument(
         "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optimizer.lr=0.02"
     )
     parser.set_defaults(handler=_handle)
@@ -503,5 +546,5 @@ def _handle(args: argparse.Namespace) -> int:
         overrides = deep_merge(overrides, {"data": {"root": args.data_root}})
     if args.epochs:
         overrides = deep_merge(overrides, {"epochs": args.epochs})
-    train(args.config, args.out, overrides, resume=args.resume)
+    train(args.config, args.out, overrides, resume=args.resume, overwrite=args.overwrite)
     return 0
