@@ -11,12 +11,30 @@ import copy
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 BASE_KEY = "_base_"
+
+
+def _usable_path(path: Path) -> Path:
+    """A path the OS can take: a NUL byte would only fail later, far from the config field."""
+    if "\x00" in str(path):
+        raise ValueError(f"the path {str(path)!r} contains a NUL byte")
+    return path
+
+
+# a Path config field, checked where it is read (the error names the field)
+ConfigPath = Annotated[Path, AfterValidator(_usable_path)]
 
 
 class StrictModel(BaseModel):
@@ -248,6 +266,18 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return merged
 
 
+def read_text_file(path: Path, what: str) -> str:
+    """A config file's text; an unreadable or non-UTF-8 file is a `ValueError` naming it."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{path}: the {what} is not UTF-8 text ({error.reason} at byte {error.start})"
+        ) from None
+    except OSError as error:
+        raise ValueError(f"{path}: cannot read the {what}: {error.strerror or error}") from None
+
+
 def read_yaml_with_bases(
     path: Path,
     what: str = "model config",
@@ -266,7 +296,7 @@ def read_yaml_with_bases(
         where = f" (named as _base_ in {chain[-1]})" if chain else ""
         raise FileNotFoundError(f"{what} {path} does not exist{where}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(read_text_file(path, what)) or {}
     except yaml.YAMLError as error:
         raise ValueError(f"{path}: malformed YAML: {error}") from error
     if not isinstance(data, dict):
@@ -277,8 +307,8 @@ def read_yaml_with_bases(
         for part in parents:
             node = node.get(part) if isinstance(node, dict) else None
         value = node.get(leaf) if isinstance(node, dict) else None
-        if isinstance(value, str) and not Path(value).is_absolute():
-            node[leaf] = str((path.parent / value).resolve())
+        if isinstance(value, str) and "\x00" not in value and not Path(value).is_absolute():
+            node[leaf] = str((path.parent / value).resolve())  # (a NUL: the field's error)
     base = data.pop(BASE_KEY, None)
     if base is None:
         return data

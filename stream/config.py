@@ -29,6 +29,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from reid_core.config import read_text_file
 from stream.security import CurveConfig
 
 STREAM_URL = re.compile(r"^(rtsp|rtsps|rtmp|http|https|udp|tcp)://", re.IGNORECASE)
@@ -481,7 +482,10 @@ class CamsConfig(StrictModel):
         from stream.gallery.config import GalleryConfig
 
         if isinstance(value.get("path"), str):
-            value = {**value, "path": str(_resolve(Path(value["path"]), info))}
+            try:
+                value = {**value, "path": str(_resolve(Path(value["path"]), info))}
+            except (ValueError, OSError) as error:  # e.g. a NUL byte in the path
+                raise _problem(("path",), f"not a usable path: {error}") from None
         try:
             GalleryConfig.model_validate(value)
         except ValidationError as error:
@@ -616,6 +620,10 @@ def parse_cams_config(text: str, source: str, base_dir: Path | None) -> CamsConf
 def load_cams_config(path: str | Path) -> CamsConfig:
     """Read and validate ``cams.yaml``; paths in it are relative to its folder."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise CamsConfigError(f"cams config not found: {path}")
-    return parse_cams_config(path.read_text(), str(path), path.resolve().parent)
+    try:
+        text = read_text_file(path, "cams config")
+    except ValueError as error:
+        raise CamsConfigError(str(error)) from None
+    return parse_cams_config(text, str(path), path.resolve().parent)

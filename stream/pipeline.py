@@ -228,10 +228,13 @@ def _endpoints(count: int, run_id: str) -> list[tuple[str, str]]:
     return [(f"ipc://{base}-w{i}-crops", f"ipc://{base}-w{i}-assign") for i in range(count)]
 
 
-def worker_configs(config: CamsConfig, out: Path, run_id: str) -> list[WorkerProcess]:
+def worker_configs(
+    config: CamsConfig, out: Path, run_id: str, source: str = "cams.yaml"
+) -> list[WorkerProcess]:
     """Write one `stream worker` config per embedded worker from cams.yaml's `worker` and
-    `gallery` sections (the gallery defaults to an Edge shard in DIR/gallery)."""
-    from stream.worker_config import WorkerConfig
+    `gallery` sections (the gallery defaults to an Edge shard in DIR/gallery); a bad section
+    is an error naming ``source`` (the cams.yaml) and the field."""
+    from stream.worker_config import parse_worker_config
 
     count = config.workers.num_workers
     # matching settings may sit in worker.gallery; where the gallery lives comes from cams.yaml's
@@ -245,8 +248,7 @@ def worker_configs(config: CamsConfig, out: Path, run_id: str) -> list[WorkerPro
             "an embedded Edge gallery opens in one process only"
         )
     folder = out / "workers"
-    folder.mkdir(parents=True, exist_ok=True)
-    workers = []
+    planned = []
     for index, (crops, assignments) in enumerate(_endpoints(count, run_id)):
         settings = {
             **config.worker,
@@ -264,13 +266,20 @@ def worker_configs(config: CamsConfig, out: Path, run_id: str) -> list[WorkerPro
                 **config.worker.get("tracklets", {}),
             },
         }
-        checked = WorkerConfig.model_validate(settings)  # a bad `worker:` fails here, named
+        checked = parse_worker_config(settings, source, field_prefix="worker.")
+        planned.append((index, crops, assignments, settings))
+    try:  # the shipped model's digest check and ONNX export, once, here
+        checked.embedder.resolved()
+    except FileNotFoundError as error:
+        raise ValueError(f"{source}: worker.{error}") from None
+    folder.mkdir(parents=True, exist_ok=True)  # only once all is valid: a failed start leaves
+    workers = []  # no trace that would make --out look used
+    for index, crops, assignments, settings in planned:
         path = folder / f"worker-{index}.yaml"
         path.write_text(yaml.safe_dump(settings, sort_keys=False))
         workers.append(
             WorkerProcess(index, path, folder / f"worker-{index}.log", crops, assignments)
         )
-    checked.embedder.resolved()  # the shipped model's digest check and ONNX export, once, here
     return workers
 
 
@@ -284,6 +293,7 @@ class Supervisor:
         max_frames: int | None = None,
         run_id: str | None = None,
         resume: dict[str, ResumePoint] | None = None,
+        source: str = "cams.yaml",
     ) -> None:
         self.config = config
         self.out = out
@@ -297,7 +307,7 @@ class Supervisor:
         self.queue = self.context.Queue(REPORT_QUEUE_SIZE)
         self.stop_event = self.context.Event()
         self.external = bool(config.workers.crop_endpoints)
-        self.workers = [] if self.external else worker_configs(config, out, self.run_id)
+        self.workers = [] if self.external else worker_configs(config, out, self.run_id, source)
         self.crop_endpoints = (
             list(config.workers.crop_endpoints)
             if self.external
@@ -523,7 +533,7 @@ def run_pipeline(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     resume_at = prepare_out(out, resume=resume, overwrite=overwrite)
-    supervisor = Supervisor(config, out, max_frames, resume=resume_at)
+    supervisor = Supervisor(config, out, max_frames, resume=resume_at, source=str(cameras_yaml))
     _record_run(out, supervisor.run_id, Path(cameras_yaml), resume)
     context = zmq.Context()
     subscriber = context.socket(zmq.SUB)

@@ -184,13 +184,14 @@ def _open(args: argparse.Namespace):
             f"gallery folder {args.gallery} does not exist (a `stream run` writes one)"
         )
     if args.model:
-        embedder_config = EmbedderConfig(runtime=args.runtime, model=Path(args.model))
+        runtime = args.runtime or ("onnxruntime" if args.model.endswith(".onnx") else "torch")
+        embedder_config = EmbedderConfig(runtime=runtime, model=Path(args.model))
     elif manifest is not None:
         embedder_config = manifest.embedder
     elif args.gallery:
         raise SearchError("this gallery names no model (no manifest): give --model")
     else:  # a server gallery keeps no manifest: the shipped model, as `stream run` defaults to
-        embedder_config = EmbedderConfig(runtime=args.runtime)
+        embedder_config = EmbedderConfig(runtime=args.runtime or "onnxruntime")
     try:  # also for a global-id query: the model knows the vector sizes
         embedder = embedder_config.open()
     except (FileNotFoundError, ValueError) as error:  # a missing, foreign or altered model
@@ -282,7 +283,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--model",
         help="checkpoint or ONNX (default: the gallery's manifest, else the shipped model)",
     )
-    parser.add_argument("--runtime", default="onnxruntime", choices=["torch", "onnxruntime"])
+    parser.add_argument(
+        "--runtime",
+        choices=["torch", "onnxruntime"],
+        help="default: onnxruntime for an .onnx --model or the shipped model, else torch",
+    )
     parser.add_argument("--camera", help="only appearances on this camera")
     parser.add_argument("--since", type=float, help="only appearances seen at or after T (s)")
     parser.add_argument("--until", type=float, help="only appearances seen at or before T (s)")

@@ -37,6 +37,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
 
+from reid_core.config import ConfigPath
+
 log = logging.getLogger(__name__)
 
 PUBLIC_SUFFIX = ".key"
@@ -58,19 +60,19 @@ class CurveConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = Field(False, description="encrypt and authenticate every tcp endpoint")
-    server_secret_key: Path | None = Field(
+    server_secret_key: ConfigPath | None = Field(
         None, description="NAME.key_secret of this process as a Curve server (sockets it binds)"
     )
-    client_keys_dir: Path | None = Field(
+    client_keys_dir: ConfigPath | None = Field(
         None, description="folder of the *.key public keys of the clients a server accepts"
     )
     client_keys: tuple[Path, ...] = Field(
         (), description="single public key files of accepted clients (besides client_keys_dir)"
     )
-    client_secret_key: Path | None = Field(
+    client_secret_key: ConfigPath | None = Field(
         None, description="NAME.key_secret of this process as a Curve client (sockets it connects)"
     )
-    server_public_key: Path | None = Field(
+    server_public_key: ConfigPath | None = Field(
         None, description="the NAME.key public key of the server this process connects to"
     )
     allow_insecure: bool = Field(

@@ -39,7 +39,10 @@ def _handle(args: argparse.Namespace) -> int:
 
     _configure_logging(args.log_level)
     config = load_worker_config(args.config)
-    worker = Worker.from_config(config)
+    try:
+        worker = Worker.from_config(config)
+    except FileNotFoundError as error:  # the model file it names
+        raise ValueError(f"{args.config}: {error}") from None
     return worker.run()
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from reid_core.config import read_yaml_with_bases
+from reid_core.config import ConfigPath, read_yaml_with_bases
 from reid_core.runtime.embedder import EmbedderConfig
 from stream.gallery import GalleryConfig
 from stream.security import CurveConfig
@@ -83,7 +83,7 @@ class TrackletConfig(StrictModel):
     rematch_every: Annotated[int, Field(ge=0)] = 16
     idle_timeout_s: Annotated[float, Field(gt=0.0)] = 60.0
     outlier_distance: Annotated[float, Field(gt=0.0, le=2.0)] = 0.3
-    thumbnails: Path | None = None
+    thumbnails: ConfigPath | None = None
 
 
 class WorkerConfig(StrictModel):
@@ -92,7 +92,7 @@ class WorkerConfig(StrictModel):
     a gallery server (``gallery.url``), and each hands out new global ids ≡ worker_index
     (mod num_workers) so two workers never give the same id to different people."""
 
-    name: Annotated[str, Field(min_length=1)] = "worker-0"
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = "worker-0"  # logs, stats
     worker_index: Annotated[int, Field(ge=0)] = 0
     num_workers: Annotated[int, Field(ge=1)] = 1
     sockets: SocketsConfig = SocketsConfig()
@@ -116,21 +116,24 @@ class WorkerConfig(StrictModel):
         return self
 
 
-def _describe(source: str, error: ValidationError) -> str:
+def _describe(source: str, error: ValidationError, prefix: str = "") -> str:
     lines = []
     for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"]) or "<root>"
+        field = prefix + ".".join(str(part) for part in item["loc"]) or "<root>"
         got = "" if item["type"] == "missing" else f" (got {item['input']!r:.80})"
         lines.append(f"  {field}: {item['msg']}{got}")
     return f"{source}: invalid worker config:\n" + "\n".join(lines)
 
 
-def parse_worker_config(data: dict[str, Any], source: str = "<dict>") -> WorkerConfig:
-    """Validate a config mapping; errors name ``source`` and every bad field."""
+def parse_worker_config(
+    data: dict[str, Any], source: str = "<dict>", field_prefix: str = ""
+) -> WorkerConfig:
+    """Validate a config mapping; errors name ``source`` and every bad field (after
+    ``field_prefix``, e.g. ``worker.`` for the section of a cams.yaml)."""
     try:
         return WorkerConfig.model_validate(data)
     except ValidationError as error:
-        raise ValueError(_describe(source, error)) from None
+        raise ValueError(_describe(source, error, field_prefix)) from None
 
 
 def load_worker_config(path: str | Path) -> WorkerConfig:

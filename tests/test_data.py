@@ -396,7 +396,7 @@ def test_cli_summary_and_batch_preview(tmp_path: Path, capsys: pytest.CaptureFix
     assert sheet.shape == (2 * 258, 4 * 130, 3)
 
     assert data_command(["--dataset", "dukemtmcreid", "--root", str(root)]) == 2
-    assert "naming" in capsys.readouterr().out
+    assert "naming" in capsys.readouterr().err
 
 
 def write_keypoints(

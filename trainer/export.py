@@ -70,13 +70,8 @@ def _handle(args: argparse.Namespace) -> int:
         def step(description: str) -> None:
             progress.update(task, description=description, advance=1)
 
-        try:
-            model = load(args.checkpoint)
-            out = export_onnx(model, args.out, fp16=args.fp16, opset=args.opset, on_step=step)
-        except (FileNotFoundError, ValueError) as error:
-            progress.stop()
-            print(f"trainer export: error: {error}", file=sys.stderr)
-            return 2
+        model = load(args.checkpoint)
+        out = export_onnx(model, args.out, fp16=args.fp16, opset=args.opset, on_step=step)
         step(f"parity check on {args.parity_crops} synthetic crops")
         report = parity_check(model, out, synthetic_crops(args.parity_crops))
         progress.update(task, description=f"exported {out}", advance=1)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -228,21 +227,17 @@ def _handle(args: argparse.Namespace) -> int:
 
     out = args.out or models_dir()
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        card = release(
-            args.run,
-            args.recipe,
-            args.name or DEFAULT_MODEL,
-            out,
-            args.licence,
-            args.real_probe or DEFAULT_DATA,
-            args.replace,
-            args.benchmark,
-            dict(zip(("people", "seconds"), args.calibration_scene, strict=True)),
-        )
-    except (FileNotFoundError, FileExistsError, ValueError) as error:
-        print(f"trainer release: error: {error}", file=sys.stderr)
-        return 2
+    card = release(
+        args.run,
+        args.recipe,
+        args.name or DEFAULT_MODEL,
+        out,
+        args.licence,
+        args.real_probe or DEFAULT_DATA,
+        args.replace,
+        args.benchmark,
+        dict(zip(("people", "seconds"), args.calibration_scene, strict=True)),
+    )
     print(card_markdown(card))
     print(f"wrote {out / card.file} and its card {out / card.name}.json / .md")
     return 0

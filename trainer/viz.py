@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -88,12 +87,8 @@ def draw_model_parts(
 def _handle(args: argparse.Namespace) -> int:
     from reid_core.checkpoint import load
 
-    try:
-        crops = read_crops(collect_images(args.images)[: args.max_images])
-        model = load(args.checkpoint, map_location=args.device)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"trainer viz: error: {error}", file=sys.stderr)
-        return 2
+    crops = read_crops(collect_images(args.images)[: args.max_images])
+    model = load(args.checkpoint, map_location=args.device)
     draw_model_parts(model, crops, args.out, args.batch_size, args.device)
     print(f"wrote {args.out} ({len(crops)} crops)")
     return 0

@@ -14,13 +14,13 @@ import os
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Annotated, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from reid_core.config import ConfigPath
 from reid_core.features import ReIDFeatures
 from reid_core.runtime.preprocess import preprocess_crops
 
@@ -127,7 +127,7 @@ class EmbedderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     runtime: str = "onnxruntime"
-    model: Path | None = Field(
+    model: ConfigPath | None = Field(
         None,
         description=".safetensors checkpoint (torch) or .onnx (onnxruntime); None: the shipped "
         "default model (reid_core.zoo; exported to ONNX once for onnxruntime)",
@@ -147,8 +147,11 @@ class EmbedderConfig(BaseModel):
 
     def resolved(self) -> EmbedderConfig:
         """This config with ``model`` a concrete file: the shipped default model's weights
-        (torch) or its cached ONNX export (onnxruntime) when none was named."""
+        (torch) or its cached ONNX export (onnxruntime) when none was named. A named file
+        that does not exist is an error naming the field."""
         if self.model is not None:
+            if not self.model.is_file():
+                raise FileNotFoundError(f"embedder.model: no such file: {self.model}")
             return self
         from reid_core import zoo
 

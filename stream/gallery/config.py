@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from reid_core.config import ConfigPath
 
 IN_PROCESS_SERVER = ":memory:"
 
@@ -19,7 +20,7 @@ class GalleryConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    path: Path | None = Field(None, description="Edge shard folder (embedded default)")
+    path: ConfigPath | None = Field(None, description="Edge shard folder (embedded default)")
     url: str | None = Field(None, description="Qdrant server URL, or ':memory:'")
     api_key: str | None = Field(
         None, description="Qdrant server API key (default: the QDRANT_API_KEY environment variable)"

@@ -57,7 +57,6 @@ def run_data(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
     from trainer.data import (
-        DatasetLayoutError,
         ImageDataset,
         RandomIdentityBatchSampler,
         TransformConfig,
@@ -67,19 +66,12 @@ def run_data(args: argparse.Namespace) -> int:
     from trainer.data.preview import save_batch_preview
 
     console = Console()
-    try:
-        dataset = build_dataset(args.dataset, args.root, **parse_options(args.option))
-    except (DatasetLayoutError, ValueError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        return 2
+    dataset = build_dataset(args.dataset, args.root, **parse_options(args.option))
     console.print(dataset.summary())
     if not args.preview:
         return 0
     if not dataset.train:
-        console.print(
-            f"[red]error:[/red] {dataset.name} is test-only: no training batch to preview"
-        )
-        return 2
+        raise ValueError(f"{dataset.name} is test-only: no training batch to preview")
     torch.manual_seed(args.seed)
     config = TransformConfig()
     train_transform, _ = build_transforms(config, dataset.joint_names)

@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
+from reid_core.config import read_text_file
 from trainer.data.base import DatasetLayoutError, ImageRecord, ReIDDataset
 from trainer.data.market import MARKET_NAMING, MarketLayout, read_market_layout
 
@@ -32,7 +33,7 @@ RECORD_KEYS = ("path", "pid", "camid")
 def read_joint_names(meta_path: Path) -> tuple[str, ...]:
     """The joint order of every manifest ``joints`` list, as the renderer wrote it."""
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(read_text_file(meta_path, "data set description"))
     except json.JSONDecodeError as error:
         raise DatasetLayoutError(f"{DATASET}: {meta_path} is not valid JSON: {error}") from error
     names = meta.get("joint_names") if isinstance(meta, dict) else None
@@ -44,7 +45,8 @@ def read_joint_names(meta_path: Path) -> tuple[str, ...]:
 def read_manifest(manifest_path: Path, num_joints: int) -> dict[str, dict[str, Any]]:
     """Manifest entries by relative path; a malformed line is named by file and line number."""
     entries: dict[str, dict[str, Any]] = {}
-    for line_number, line in enumerate(manifest_path.read_text().splitlines(), start=1):
+    text = read_text_file(manifest_path, "data set manifest")
+    for line_number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{DATASET}: {manifest_path}:{line_number}"

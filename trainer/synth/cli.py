@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -136,24 +135,20 @@ def _reid(args: argparse.Namespace) -> int:
 
     from trainer.synth.reid_set import ReidSetConfig, write_reid_set
 
-    try:
-        cfg = ReidSetConfig(
-            identities=args.identities,
-            cameras=args.cameras,
-            seed=args.seed,
-            images_per_camera=args.images_per_camera,
-            occluded_fraction=args.occluded_fraction,
-            size=args.size,
-            distractor_fraction=args.distractor_fraction,
-            junk_fraction=args.junk_fraction,
-            test_identities=args.test_identities,
-            photo_textures=args.photo_textures,
-            photo_backgrounds=args.photo_backgrounds,
-        )
-        meta = write_reid_set(cfg, Path(args.out), args.workers, not args.quiet, _arguments(args))
-    except (ValueError, FileExistsError, FileNotFoundError) as error:
-        print(f"trainer synth reid: error: {error}", file=sys.stderr)
-        return 2
+    cfg = ReidSetConfig(
+        identities=args.identities,
+        cameras=args.cameras,
+        seed=args.seed,
+        images_per_camera=args.images_per_camera,
+        occluded_fraction=args.occluded_fraction,
+        size=args.size,
+        distractor_fraction=args.distractor_fraction,
+        junk_fraction=args.junk_fraction,
+        test_identities=args.test_identities,
+        photo_textures=args.photo_textures,
+        photo_backgrounds=args.photo_backgrounds,
+    )
+    meta = write_reid_set(cfg, Path(args.out), args.workers, not args.quiet, _arguments(args))
     if args.preview:
         import cv2
 
@@ -170,21 +165,15 @@ def _video(args: argparse.Namespace) -> int:
 
     from trainer.synth.video import VideoConfig, write_videos
 
-    try:
-        cfg = VideoConfig(
-            cameras=args.cameras,
-            people=args.people,
-            seconds=args.seconds,
-            seed=args.seed,
-            fps=args.fps,
-            size=args.size,
-            write_frames=args.write_frames,
-        )
-        write_videos(
-            cfg, Path(args.out), args.workers, not args.quiet, args.preview, _arguments(args)
-        )
-    except (ValueError, FileExistsError) as error:
-        print(f"trainer synth video: error: {error}", file=sys.stderr)
-        return 2
+    cfg = VideoConfig(
+        cameras=args.cameras,
+        people=args.people,
+        seconds=args.seconds,
+        seed=args.seed,
+        fps=args.fps,
+        size=args.size,
+        write_frames=args.write_frames,
+    )
+    write_videos(cfg, Path(args.out), args.workers, not args.quiet, args.preview, _arguments(args))
     print(f"wrote {args.out}: {cfg.cameras} cameras × {cfg.frames} frames, {args.out}/cams.yaml")
     return 0
