@@ -19,7 +19,7 @@ Pooling a tracklet's crops: `stream.gallery.pooling.RunningAppearance`.
 
 Counters: received (messages), embedded (crops), dropped_malformed, batches, tracklets
 (started), track_ends, late_track_ends (ended a stored tracklet the worker was not holding),
-assignments. Gauges: latency p50/p95 (ms from the receipt of the message
+tracklets_evicted (finished early: more than ``tracklets.max_open`` open), assignments. Gauges: latency p50/p95 (ms from the receipt of the message
 that made a tracklet due — its last crop or its end — to the assignment being published: queue
 + batch wait + embed + match), embed p50/p95 (ms per batch), crops_per_s, open_tracklets,
 queued_crops. Logged and published as a ``stats`` message every ``stats_interval_s`` (windows
@@ -77,6 +77,7 @@ COUNTER_NAMES = (
     "tracklets",
     "track_ends",
     "late_track_ends",
+    "tracklets_evicted",
     "assignments",
 )
 
@@ -230,9 +231,19 @@ class Worker:
             )
             state = self.tracklets[key] = TrackletState(*key, pool=pool, last_seen=now)
             self.counters["tracklets"] += 1
+            if len(self.tracklets) > self.config.tracklets.max_open:
+                self._evict_oldest()
         state.queued += 1
         state.last_seen = now
         self.pending.append(PendingCrop(message, now))
+
+    def _evict_oldest(self) -> None:
+        """Finish the tracklet seen longest ago whose crops are all embedded (bounded memory)."""
+        idle = (s for s in self.tracklets.values() if not s.queued)
+        oldest = min(idle, key=lambda s: s.last_seen, default=None)
+        if oldest is not None:
+            self.counters["tracklets_evicted"] += 1
+            self._finish([oldest])
 
     def _end(self, key: TrackletKey, t_end: float, now: float) -> None:
         self.counters["track_ends"] += 1

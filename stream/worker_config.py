@@ -77,6 +77,8 @@ class TrackletConfig(StrictModel):
     the tracklet's running mean gets its weight scaled by (outlier_distance / distance)².
     thumbnails: folder for each matched tracklet's best crop (JPEG), stored in the gallery for
     `stream search`; None keeps none.
+    max_open: tracklets pooled at once; past it the one seen longest ago is finished early
+    (matched with what it has), so a flood of short tracks cannot grow the worker's memory.
     """
 
     min_crops: Annotated[int, Field(ge=1)] = 4
@@ -84,6 +86,7 @@ class TrackletConfig(StrictModel):
     idle_timeout_s: Annotated[float, Field(gt=0.0)] = 60.0
     outlier_distance: Annotated[float, Field(gt=0.0, le=2.0)] = 0.3
     thumbnails: ConfigPath | None = None
+    max_open: Annotated[int, Field(ge=1)] = 4096
 
 
 class WorkerConfig(StrictModel):

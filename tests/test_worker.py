@@ -272,6 +272,32 @@ def test_re_entry_late_track_ends_and_runs(tmp_path: Path) -> None:
         assert len(gallery) == 4
 
 
+def test_open_tracklets_are_capped_by_finishing_the_one_seen_longest_ago(tmp_path: Path) -> None:
+    now = [0.0]
+    config = worker_config(
+        tmp_path, batching={"max_wait_ms": 0}, tracklets={"min_crops": 5, "max_open": 3}
+    )
+    published: list[WireMessage] = []
+    worker = Worker(
+        config,
+        ColourEmbedder(),
+        Gallery.open(fit_gallery_config(config.gallery, ColourEmbedder())),
+        published.append,
+        clock=lambda: now[0],
+    )
+    rng = np.random.default_rng(3)
+    for track in range(1, 11):  # ten tracks of one crop each: none reaches min_crops
+        now[0] += 1.0
+        worker.handle(crop_frames("cam1", track, track, person_crop(PERSON_A, rng)))
+        worker.step()
+        assert len(worker.tracklets) <= 3
+    assert worker.counters["tracklets_evicted"] == 7
+    assert {key[2] for key in worker.tracklets} == {8, 9, 10}  # the newest stay open
+    evicted = [a.track for a in assignments(published)]
+    assert evicted == list(range(1, 8))  # finished oldest first, each with an identity
+    worker.close()
+
+
 @pytest.mark.filterwarnings("ignore:Payload indexes have no effect:UserWarning")
 @pytest.mark.filterwarnings("ignore:Local mode performs exact:UserWarning")
 def test_two_workers_share_a_stream_without_losing_or_duplicating_a_crop(
