@@ -35,10 +35,10 @@ from stream.security import CurveConfig
 STREAM_URL = re.compile(r"^(rtsp|rtsps|rtmp|http|https|udp|tcp)://", re.IGNORECASE)
 ZMQ_ENDPOINT = re.compile(r"^(tcp|ipc|inproc)://.+")
 YOLO_WEIGHTS_HELP = (
-    "this machine cannot download weights: export or copy an ultralytics YOLO weights file "
-    "(e.g. yolo11n.pt, or yolo11n.onnx from `yolo export format=onnx`) from a machine that has "
-    "it, put it next to cams.yaml and name it in `detector: {name: yolo, weights: PATH}`; or "
-    "use `detector: {name: background_subtraction}`, which needs no weights"
+    "this machine cannot download weights: export an ultralytics YOLO model to ONNX (`yolo "
+    "export model=yolo11n.pt format=onnx`) on a machine that has it, put the .onnx next to "
+    "cams.yaml and name it in `detector: {name: yolo, weights: PATH}`; or use `detector: "
+    "{name: background_subtraction}`, which needs no weights"
 )
 
 PositiveFloat = Annotated[float, Field(gt=0.0)]
@@ -264,9 +264,13 @@ class CameraConfig(StrictModel):
 
 
 class YoloDetectorConfig(StrictModel):
-    """ultralytics YOLO, person class only. ``weights``: a local ``.pt``/``.onnx``/... file, or
-    a bare model-architecture name such as ``yolo11n.yaml`` (random weights: finds nothing;
-    only for timing the code path)."""
+    """ultralytics YOLO, person class only. ``weights``: a local exported model — ``.onnx``
+    (onnxruntime) or ``.torchscript`` — or a bare model-architecture name such as
+    ``yolo11n.yaml`` (random weights: finds nothing; only for timing the code path).
+
+    A ``.pt`` file is a pickle: loading it runs whatever code it carries. It is refused unless
+    ``allow_pickle: true`` says it comes from a source you trust; better, export it once where
+    it came from (`yolo export model=yolo11n.pt format=onnx`) and bring the ``.onnx``."""
 
     name: Literal["yolo"]
     weights: str
@@ -274,6 +278,9 @@ class YoloDetectorConfig(StrictModel):
     iou: Fraction = 0.7
     image_size: PositiveInt = 640
     device: str = "cpu"
+    allow_pickle: bool = Field(
+        False, description="load pickled .pt/.pth weights (they can run code): trusted files only"
+    )
 
     @field_validator("weights")
     @classmethod
@@ -284,6 +291,28 @@ class YoloDetectorConfig(StrictModel):
         if not path.is_file():
             raise ValueError(f"YOLO weights file not found: {path}; {YOLO_WEIGHTS_HELP}")
         return str(path)
+
+    @model_validator(mode="after")
+    def _no_pickle_unless_allowed(self) -> YoloDetectorConfig:
+        if is_pickled_weights(self.weights) and not self.allow_pickle:
+            raise _problem(("weights",), pickle_refusal(self.weights))
+        return self
+
+
+PICKLE_SUFFIXES = (".pt", ".pth")
+
+
+def is_pickled_weights(weights: str) -> bool:
+    return Path(weights).suffix.lower() in PICKLE_SUFFIXES
+
+
+def pickle_refusal(weights: str) -> str:
+    return (
+        f"{weights} is a pickled PyTorch file: loading it runs any code it carries. Export it "
+        "once on the machine you got it from (`yolo export model=FILE.pt format=onnx`, or "
+        "format=torchscript) and name the .onnx / .torchscript file, or set 'allow_pickle: "
+        "true' if you trust this file"
+    )
 
 
 def is_architecture_name(weights: str) -> bool:

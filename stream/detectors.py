@@ -27,6 +27,8 @@ from stream.config import (
     DetectorConfig,
     YoloDetectorConfig,
     is_architecture_name,
+    is_pickled_weights,
+    pickle_refusal,
 )
 
 PERSON_CLASS_ID = 0
@@ -286,6 +288,8 @@ class YoloDetector:
             raise DetectorError(
                 f"YOLO weights file not found: {config.weights}; {YOLO_WEIGHTS_HELP}"
             )
+        if is_pickled_weights(config.weights) and not config.allow_pickle:
+            raise DetectorError(pickle_refusal(config.weights))  # also when built in code
         prepare_offline_ultralytics(config_dir)
         from ultralytics import YOLO
 

@@ -19,6 +19,7 @@ from stream.detectors import (
     DetectorError,
     GroundTruthDetector,
     YoloDetector,
+    prepare_offline_ultralytics,
     read_mot_file,
 )
 from stream.sources import VideoFileSource
@@ -124,17 +125,18 @@ def test_yolo_missing_weights_is_a_clear_error_without_network(
     monkeypatch.setattr(socket.socket, "connect", no_network)
     config = YoloDetectorConfig.model_construct(
         name="yolo",
-        weights=str(tmp_path / "yolo11n.pt"),
+        weights=str(tmp_path / "yolo11n.onnx"),
         confidence=0.25,
         iou=0.7,
         image_size=640,
         device="cpu",
+        allow_pickle=False,
     )
     with pytest.raises(DetectorError) as caught:
         YoloDetector(config, tmp_path / "ultralytics")
     message = str(caught.value)
-    assert str(tmp_path / "yolo11n.pt") in message
-    assert "cannot download" in message and "weights: PATH" in message
+    assert str(tmp_path / "yolo11n.onnx") in message
+    assert "cannot download" in message and "format=onnx" in message
 
 
 def test_yolo_random_architecture_runs_the_code_path(tmp_path: Path) -> None:
@@ -144,3 +146,39 @@ def test_yolo_random_architecture_runs_the_code_path(tmp_path: Path) -> None:
     assert found.xyxy.shape[1] == 4
     assert len(found.confidence) == len(found) == len(found.class_id)
     assert set(found.class_id.tolist()) <= {PERSON_CLASS_ID}
+
+
+def test_pickled_yolo_weights_need_allow_pickle(tmp_path: Path) -> None:
+    """A .pt file runs code when unpickled: refused unless the config says it is trusted."""
+    weights = tmp_path / "yolo11n.pt"
+    weights.write_bytes(b"a pickle would run code here")
+    with pytest.raises(ValueError, match=r"weights.*pickled PyTorch file.*format=onnx"):
+        YoloDetectorConfig(name="yolo", weights=str(weights))
+    trusted = YoloDetectorConfig(name="yolo", weights=str(weights), allow_pickle=True)
+    assert trusted.allow_pickle
+    built_in_code = YoloDetectorConfig.model_construct(
+        name="yolo", weights=str(weights), allow_pickle=False
+    )
+    with pytest.raises(DetectorError, match="allow_pickle"):
+        YoloDetector(built_in_code, tmp_path / "ultralytics")
+
+
+@pytest.mark.parametrize("export_format", ["onnx", "torchscript"])
+def test_exported_yolo_models_run_as_detectors(
+    tmp_path: Path, export_format: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The documented way to bring YOLO weights: an exported file, no pickle loaded. (Random
+    weights named like COCO's classes: the export carries the names, as a real one does.)"""
+    from ultralytics import YOLO
+
+    monkeypatch.chdir(tmp_path)  # ultralytics exports beside the working directory
+    prepare_offline_ultralytics(tmp_path / "ultralytics")
+    model = YOLO("yolo11n.yaml")
+    model.model.names = {0: "person", **{i: f"class{i}" for i in range(1, 80)}}
+    options = {"simplify": False} if export_format == "onnx" else {}  # onnxslim: not offline
+    path = Path(model.export(format=export_format, imgsz=160, **options))
+    config = YoloDetectorConfig(name="yolo", weights=str(path), image_size=160)
+    detector = YoloDetector(config, tmp_path / "ultralytics")
+    assert detector.person_class == PERSON_CLASS_ID  # from the export's class names
+    found = detector.detect(np.full((120, 160, 3), 127, np.uint8), 0)
+    assert found.xyxy.shape[1] == 4 and set(found.class_id.tolist()) <= {PERSON_CLASS_ID}
