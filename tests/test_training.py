@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
+from reid_core import load
 from trainer.config import load_train_config, parse_overrides
 from trainer.engine import (
+    FAULT_ENV,
     lr_factor,
     parameter_groups,
     prepare_train_out,
@@ -327,3 +331,55 @@ def test_training_with_part_supervision_lowers_the_part_map_error(tmp_path: Path
     history = [json.loads(line) for line in (tmp_path / "out" / "history.jsonl").open()]
     assert history[-1]["part_supervision"] > 0
     assert after < 0.8 * before
+
+
+def test_training_killed_at_five_seeded_points_resumes_to_the_weights_of_an_unbroken_run(
+    tmp_path: Path, tiny_set: Path
+) -> None:
+    """SIGKILL mid-epoch and inside the checkpoint write (`OCCLUREID_FAULT`), each time
+    resumed with --resume: the final checkpoint equals an unbroken run's, bit for bit."""
+    config = write_tiny_config(
+        tmp_path / "tiny.yaml", {"dataset": "synthetic", "root": str(tiny_set)}, epochs=3
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+
+    def run(out: Path, *flags: str, fault: str | None = None) -> int:
+        command = [sys.executable, "-m", "trainer", "train", "--config", str(config)]
+        extra = {FAULT_ENV: fault} if fault else {}
+        result = subprocess.run(
+            [*command, "--out", str(out), *flags],
+            env={**env, **extra},
+            capture_output=True,
+            timeout=300,
+        )
+        return result.returncode
+
+    assert run(tmp_path / "unbroken") == 0
+    rng = np.random.default_rng(7)  # 3 epochs of 2 steps; a checkpoint after each epoch
+    broken, done, faults = tmp_path / "broken", 0, []
+    for attempt in range(5):  # a kill point this process reaches: it has 3 - done epochs to go
+        remaining = 3 - done
+        if rng.random() < 0.5:
+            step = int(rng.integers(1, 2 * remaining + 1))
+            faults.append(f"step:{step}")
+            done += (step - 1) // 2  # epochs it completed before the kill
+        else:
+            write = int(rng.integers(1, remaining + 1))
+            faults.append(f"checkpoint:{write}")
+            done += write - 1
+        code = run(broken, *(["--resume"] if attempt else []), fault=faults[-1])
+        assert code == -signal.SIGKILL, (faults, code)
+        checkpoint = broken / "checkpoints" / "last.pt"
+        saved = (
+            torch.load(checkpoint, weights_only=True)["epoch"] + 1 if checkpoint.is_file() else 0
+        )
+        assert saved == done, faults
+    assert run(broken, "--resume") == 0
+    assert {f.split(":")[0] for f in faults} == {"step", "checkpoint"}, faults
+    reference = _weights(tmp_path / "unbroken" / "checkpoints" / "last.pt")
+    resumed = _weights(broken / "checkpoints" / "last.pt")
+    for name in reference:
+        assert torch.equal(reference[name], resumed[name]), name
+    epochs = [json.loads(line)["epoch"] for line in (broken / "history.jsonl").open()]
+    assert epochs == [0, 1, 2]
+    assert load(broken / "model_last.safetensors") is not None

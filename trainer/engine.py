@@ -6,6 +6,13 @@ gives every rank its own identities. Every epoch starts from RNG states derived 
 (seed, rank, epoch), so a run resumed from the checkpoint of epoch e continues exactly as the
 uninterrupted run would have: the checkpoint holds model, optimiser, scheduler and scaler, and
 the epoch says where the sampler and the RNGs stand.
+
+Crashes: the checkpoint is written whole or not at all (`atomic_torch_save`); each epoch's
+history line is written before its checkpoint, and `--resume` drops lines past the checkpoint,
+so a run killed anywhere resumes to the weights of an unbroken run. A run killed before its
+first checkpoint resumes from the start. The crash tests kill runs at chosen points through
+``OCCLUREID_FAULT`` (``step:N``: SIGKILL before this process's N-th optimizer step;
+``checkpoint:N``: inside its N-th checkpoint write, between the temporary file and the rename).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import logging
 import os
 import random
 import shutil
+import signal
 import time
 from collections import defaultdict
 from contextlib import nullcontext
@@ -129,10 +137,25 @@ class TrainStep(nn.Module):
         return self.loss(self.model, images, pids, joints=joints, part_maps=part_maps)
 
 
+FAULT_ENV = "OCCLUREID_FAULT"
+_fault_counts: dict[str, int] = defaultdict(int)
+
+
+def fault_point(kind: str) -> None:
+    """SIGKILL this process at the point ``OCCLUREID_FAULT`` names (crash tests; unset: no-op)."""
+    wanted = os.environ.get(FAULT_ENV)
+    if not wanted:
+        return
+    _fault_counts[kind] += 1
+    if wanted == f"{kind}:{_fault_counts[kind]}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """Write to a temporary file beside `path`, then rename: a crash never leaves half a file."""
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
+    fault_point("checkpoint")
     os.replace(tmp, path)
 
 
@@ -255,8 +278,10 @@ class Trainer:
         from reid_core.config import ModelConfig
 
         path = self.checkpoint_path
-        if not path.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {path} (run without --resume)")
+        if not path.is_file():  # killed before its first checkpoint was complete: start over
+            log.warning("--resume: no checkpoint in %s yet: training from the start", path)
+            self._keep_history_before(0)
+            return
         state = torch.load(path, map_location=self.ctx.device, weights_only=True)
         if state.get("version") != CHECKPOINT_VERSION:
             raise ValueError(f"{path}: checkpoint version {state.get('version')} is not supported")
@@ -275,6 +300,26 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.best_map = state["best_map"]
         self.start_epoch = state["epoch"] + 1
+        self._keep_history_before(self.start_epoch)
+        if self.ctx.is_main:  # a kill may have cut this file after the checkpoint was written
+            from reid_core import save
+
+            save(self.model, self.out_dir / "model_last.safetensors")
+
+    def _keep_history_before(self, epoch: int) -> None:
+        """Drop history lines of epochs the resumed run trains again (written, then killed
+        before their checkpoint)."""
+        path = self.out_dir / "history.jsonl"
+        if not self.ctx.is_main or not path.is_file():
+            return
+        kept = []
+        for line in path.read_text().splitlines():
+            try:
+                if json.loads(line)["epoch"] < epoch:
+                    kept.append(line)
+            except (ValueError, KeyError, TypeError):
+                continue  # a line the kill cut
+        path.write_text("".join(f"{line}\n" for line in kept))
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -307,8 +352,8 @@ class Trainer:
                 self.scheduler.step()
                 if self.ctx.is_main:
                     metrics = self._maybe_evaluate(epoch)
-                    self.save_checkpoint(epoch)
                     self._log_epoch(epoch, history, metrics)
+                    self.save_checkpoint(epoch)
                 if self.ctx.distributed:
                     dist.barrier()
         if self.writer is not None:
@@ -355,6 +400,7 @@ class Trainer:
             part_maps = batch.get("part_map")
             if part_maps is not None:
                 part_maps = part_maps.to(self.ctx.device)
+            fault_point("step")
             self._set_learning_rates(epoch, epoch * steps + step_index)
             with self.autocast():
                 losses = self.step(images, pids, joints, part_maps)
@@ -484,6 +530,11 @@ def train(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)  # every rank: nodes may not share a filesystem
     prepare_train_out(out, resume=resume, overwrite=overwrite)
+    if resume and not (out / "train_config.yaml").is_file():
+        raise FileNotFoundError(
+            f"--resume: no checkpoint at {out / 'checkpoints' / CHECKPOINT_NAME} and no run "
+            f"started in {out} (run without --resume)"
+        )
     if ctx.distributed:
         dist.barrier()  # no rank writes before every rank has checked and cleared
     if ctx.is_main:
