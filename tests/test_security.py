@@ -304,3 +304,15 @@ def test_keys_subcommand(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "already exist" in capsys.readouterr().err
     assert secret.read_bytes() == before, "an existing key was replaced without --force"
     assert run(parser, ["keys", "--out", str(tmp_path), "--name", "../escape"]) == 2
+
+
+def test_curve_keys_configured_but_disabled_is_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="stream.security"):
+        CurveConfig(
+            enabled=True, client_secret_key=tmp_path / "a", server_public_key=tmp_path / "b"
+        )
+        assert not caplog.records  # enabled: nothing to say
+        CurveConfig(client_secret_key=tmp_path / "a", server_public_key=tmp_path / "b")
+    assert len(caplog.records) == 1 and "curve.enabled is false" in caplog.text
