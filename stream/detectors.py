@@ -19,12 +19,14 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 import supervision as sv
+from pydantic import BaseModel, ConfigDict
 
 from stream.config import (
     YOLO_WEIGHTS_HELP,
     BackgroundSubtractionConfig,
     CameraConfig,
     DetectorConfig,
+    SsdliteDetectorConfig,
     YoloDetectorConfig,
     is_architecture_name,
     is_pickled_weights,
@@ -320,6 +322,85 @@ class YoloDetector:
         return person_detections(found.xyxy, confidence)
 
 
+# --- SSDLite (shipped ONNX) ----------------------------------------------------------------
+
+SSDLITE = "ssdlite-person"
+
+
+class DetectorCard(BaseModel):
+    """The card of a shipped detector (``models/detectors/<name>.json``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    file: str
+    sha256: str
+    bytes: int
+    source: str
+    licence: str
+    conversion: str
+    input: str
+    outputs: str
+
+
+def shipped_detector_path(name: str = SSDLITE) -> Path:
+    """The shipped detector's ONNX, checked against its card's SHA-256."""
+    from reid_core.zoo import file_sha256, models_dir
+
+    card_path = models_dir() / "detectors" / f"{name}.json"
+    if not card_path.is_file():
+        raise DetectorError(f"no shipped detector {name!r}: {card_path} does not exist")
+    card = DetectorCard.model_validate_json(card_path.read_text())
+    path = card_path.parent / card.file
+    if not path.is_file():
+        raise DetectorError(f"detector card {card_path} names {path}, which does not exist")
+    if (digest := file_sha256(path)) != card.sha256:
+        raise DetectorError(
+            f"{path}: SHA-256 {digest} does not match its card ({card.sha256}); the file was "
+            "altered or replaced without its card"
+        )
+    return path
+
+
+class SsdliteDetector:
+    """SSDLite person detector (TF object-detection graph as ONNX): the frame, resized to
+    ``input_size``² RGB, in; boxes (normalised y1, x1, y2, x2), scores and COCO classes out,
+    non-maximum suppression done inside the graph."""
+
+    def __init__(self, config: SsdliteDetectorConfig) -> None:
+        import onnxruntime as ort
+
+        self.config = config
+        path = Path(config.model) if config.model is not None else shipped_detector_path()
+        if not path.is_file():
+            raise DetectorError(f"ssdlite model not found: {path}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = config.threads
+        options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as error:  # onnxruntime raises its own types for a bad file
+            raise DetectorError(
+                f"onnxruntime cannot load the ssdlite model {path}: {error}"
+            ) from None
+        self.input_name = self.session.get_inputs()[0].name
+        self.classes = np.asarray(config.classes, dtype=np.float32)
+
+    def detect(self, image: np.ndarray, index: int) -> sv.Detections:
+        height, width = image.shape[:2]
+        side = self.config.input_size
+        rgb = cv2.cvtColor(cv2.resize(image, (side, side)), cv2.COLOR_BGR2RGB)
+        count, scores, boxes, classes = self.session.run(None, {self.input_name: rgb[None]})
+        n = int(count[0])
+        scores, boxes, classes = scores[0, :n], boxes[0, :n], classes[0, :n]
+        keep = (scores >= self.config.score_threshold) & np.isin(classes, self.classes)
+        y1, x1, y2, x2 = (boxes[keep] * [height, width, height, width]).T
+        xyxy = np.stack([x1, y1, x2, y2], axis=1).astype(np.float32).reshape(-1, 4)
+        return person_detections(xyxy, scores[keep].astype(np.float32))
+
+
 # --- registry ------------------------------------------------------------------------------
 
 
@@ -332,6 +413,7 @@ def _ground_truth(config: Any, camera: CameraConfig, _: Path) -> Detector:
 
 DETECTORS: dict[str, Callable[[Any, CameraConfig, Path], Detector]] = {
     "yolo": lambda config, camera, work_dir: YoloDetector(config, work_dir / "ultralytics"),
+    "ssdlite": lambda config, camera, work_dir: SsdliteDetector(config),
     "background_subtraction": lambda config, camera, work_dir: BackgroundSubtractionDetector(
         config
     ),

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from stream.config import (
-    BackgroundSubtractionConfig,
     CamsConfigError,
     GroundTruthDetectorConfig,
     ImagesSourceConfig,
+    SsdliteDetectorConfig,
     StreamSourceConfig,
     VideoSourceConfig,
     WebcamSourceConfig,
@@ -101,7 +101,7 @@ def test_source_shorthands_and_wrong_source_type(scene: Path, tmp_path: Path) ->
     assert isinstance(folder, ImagesSourceConfig) and folder.path == tmp_path / "frames"
     assert isinstance(file, VideoSourceConfig)
     assert config.cameras[3].roi == [(0, 0), (100, 0), (100, 50), (0, 50)]
-    assert isinstance(config.detector, BackgroundSubtractionConfig)
+    assert isinstance(config.detector, SsdliteDetectorConfig)  # the default: real footage
 
     bad = write(tmp_path, "cameras:\n  - id: cam1\n    source: {type: ftp, path: x}\n")
     message = error_of(bad)
