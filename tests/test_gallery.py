@@ -215,6 +215,42 @@ def test_a_person_back_in_the_same_view_gets_the_identity_of_the_ended_tracklet(
     assert gallery.end("cam-a", 99, t_end=1.0) is None  # unknown: nothing stored
 
 
+def test_a_track_the_tracker_broke_rejoins_its_identity_once_the_first_part_ended(
+    reopen,
+) -> None:
+    """The tracker loses alice and starts track 2 before it gives up track 1 (its lost-track
+    buffer): track 2 founds an identity; once track 1 has ended, track 2's next re-match joins
+    alice's — while it is still its identity's only tracklet. One that others joined stays."""
+    gallery = reopen(relink=True)
+    alice, bob = Person(66), Person(67)
+    first = gallery.match(tracklet("cam-a", 1, alice.sighting(), t=0.0))  # 0..1
+    broken = gallery.match(tracklet("cam-a", 2, alice.sighting(), t=1.5))  # 1.5..2.5
+    assert broken.is_new and broken.global_id != first.global_id
+    gallery.end("cam-a", 1, t_end=2.0)
+    later = Tracklet(camera="cam-a", track=2, t_first=1.5, t_last=4.0, appearance=alice.sighting())
+    relinked = gallery.match(later)
+    assert relinked.global_id == first.global_id and not relinked.is_new
+    assert [r.track for r in gallery.records_of(first.global_id)] == [1, 2]
+    assert gallery.records_of(broken.global_id) == []  # the founded identity is gone
+
+    bob_a = gallery.match(tracklet("cam-a", 5, bob.sighting(), t=10.0))
+    gallery.match(tracklet("cam-b", 5, bob.sighting(), t=10.0))  # joins bob_a's identity
+    gallery.end("cam-a", 1, t_end=2.0)
+    again = gallery.match(tracklet("cam-a", 5, alice.sighting(), t=10.0))  # not alone: stays
+    assert again.global_id == bob_a.global_id
+
+
+def test_relink_off_keeps_the_first_identity(reopen) -> None:
+    gallery = reopen()  # the default
+    alice = Person(68)
+    gallery.match(tracklet("cam-a", 1, alice.sighting(), t=0.0))
+    broken = gallery.match(tracklet("cam-a", 2, alice.sighting(), t=1.5))
+    gallery.end("cam-a", 1, t_end=2.0)
+    assert gallery.match(tracklet("cam-a", 2, alice.sighting(), t=1.5)).global_id == (
+        broken.global_id
+    )
+
+
 def test_a_reentry_candidate_must_have_ended_before_the_new_tracklet_began(reopen) -> None:
     gallery = reopen()
     alice = Person(63)

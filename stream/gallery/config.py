@@ -46,6 +46,14 @@ class GalleryConfig(BaseModel):
             "one's first sighting; None matches across all time",
         ),
     ] = None
+    relink: bool = Field(
+        False,
+        description="a tracklet that is still the only one of its identity tries again to join "
+        "one at each re-match (its id may change once): a track the tracker broke finds the "
+        "same person's earlier track on its camera once that one has ended. Off by default: "
+        "with the shipped model on real footage it merged different people (TUD-Campus "
+        "global-id IDF1 0.651 -> 0.581, bench/README.md)",
+    )
     exact: bool = Field(
         True,
         description="exact (brute-force) search. False lets a Qdrant server use the HNSW index "

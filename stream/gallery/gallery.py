@@ -7,7 +7,9 @@ camera's tracklets that ended before the new one began (re-entry), are re-ranked
 threshold lends its global id — unless that identity already has another tracklet on this
 camera at an overlapping time (one person is not twice in one view at once; the next candidate
 is tried) — otherwise the tracklet founds a new identity. A tracklet already in the gallery
-keeps its global id while its features are updated.
+keeps its global id while its features are updated — unless it is still the only tracklet
+of its identity (``relink``): then each re-match may still join an identity, e.g. this camera's
+earlier track of the same person that the tracker broke and that has ended since.
 """
 
 from __future__ import annotations
@@ -160,6 +162,8 @@ class Gallery:
             stored = self.get(tracklet.camera, tracklet.track, tracklet.run)
             if stored is not None:
                 match = Match(stored.global_id, stored.match_score, is_new=False)
+                if self.config.relink and self._alone(stored):
+                    match = self._join(tracklet, own_id=stored.global_id)[0] or match
                 t_first = min(stored.t_first, tracklet.t_first)
                 t_end = stored.t_end if tracklet.t_end is None else tracklet.t_end
             else:
@@ -216,10 +220,22 @@ class Gallery:
             self._backend.flush()
 
     def _decide(self, tracklet: Tracklet) -> Match:
-        """Join the nearest candidate within the threshold whose identity is not already on
-        this camera meanwhile (one person is not in two places of one view at once), else
-        start a new identity. Candidates: other cameras' tracklets, and this camera's that
-        ended before this one began (re-entry), within the time window."""
+        """Join the nearest candidate within the threshold (`_join`), else start a new
+        identity."""
+        joined, best = self._join(tracklet)
+        if joined is not None:
+            return joined
+        global_id = self._next_global_id
+        self._next_global_id = self._id_from(global_id + 1)
+        return Match(global_id, best, is_new=True)
+
+    def _join(
+        self, tracklet: Tracklet, own_id: int | None = None
+    ) -> tuple[Match | None, float | None]:
+        """The nearest candidate within the threshold whose identity (not ``own_id``) is not
+        already on this camera meanwhile (one person is not in two places of one view at
+        once), and the best distance seen. Candidates: other cameras' tracklets, and this
+        camera's that ended before this one began (re-entry), within the time window."""
         window = self.config.time_window_s
         candidates = self._ranked(
             tracklet.appearance,
@@ -231,15 +247,18 @@ class Gallery:
             limit=self.config.top_n,
             rerank=True,
         )
+        best = candidates[0].distance if candidates else None
         for candidate in candidates:
             if candidate.distance > self.config.threshold:
                 break
-            if not self._on_camera_meanwhile(candidate.record.global_id, tracklet):
-                return Match(candidate.record.global_id, candidate.distance, is_new=False)
-        global_id = self._next_global_id
-        self._next_global_id = self._id_from(global_id + 1)
-        best = candidates[0].distance if candidates else None
-        return Match(global_id, best, is_new=True)
+            global_id = candidate.record.global_id
+            if global_id != own_id and not self._on_camera_meanwhile(global_id, tracklet):
+                return Match(global_id, candidate.distance, is_new=False), best
+        return None, best
+
+    def _alone(self, record: TrackletRecord) -> bool:
+        """Whether ``record`` is the only tracklet of its identity (no other joined it)."""
+        return len(self._backend.scroll(CandidateFilter(global_id=record.global_id))) == 1
 
     def _on_camera_meanwhile(self, global_id: int, tracklet: Tracklet) -> bool:
         """Whether identity ``global_id`` has another tracklet on ``tracklet``'s camera whose
