@@ -600,13 +600,26 @@ def run_pipeline(
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "run",
-        help="run the multi-camera pipeline of a cams.yaml",
+        help="run the multi-camera pipeline of a cams.yaml, or of --source videos/streams",
         description="Start one stage per camera (detector, tracker, crop selection), the feature "
         "worker(s) and the identity gallery; show live per-camera FPS, queue depth and latency; "
         "write events.jsonl, assignments.jsonl, annotated videos, thumbnails and summary.json. "
         "Ctrl-C stops cleanly and keeps what was written.",
     )
-    parser.add_argument("--cameras", required=True, type=Path, help="cams.yaml")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--cameras", type=Path, help="cams.yaml (the full form)")
+    where.add_argument(
+        "--source",
+        action="append",
+        metavar="PATH|URL|INDEX",
+        help="a camera without a cams.yaml: a video file, image folder, rtsp:// URL or webcam "
+        "index (repeat for several cameras); OUT/cams.yaml records the configuration used",
+    )
+    parser.add_argument("--model", type=Path, help="--source: re-ID model (default: shipped)")
+    parser.add_argument(
+        "--detector", help="--source: detector name (default: ssdlite, the shipped one)"
+    )
+    parser.add_argument("--device", help="--source: where the worker embeds (cpu, cuda:0)")
     parser.add_argument("--out", type=Path, default=Path("runs/stream"), help="output folder")
     parser.add_argument("--max-frames", type=int, help="stop each camera after N frames")
     parser.add_argument("--no-live", action="store_true", help="no live table (logs, CI)")
@@ -621,7 +634,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_handle)
 
 
+def quick_cams(
+    sources: list[str],
+    model: Path | None = None,
+    detector: str | None = None,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """A cams.yaml mapping for `stream run --source`: one camera per source (ids from the file
+    names, or cam1, cam2, ... for URLs and webcams), the defaults for everything else."""
+    cameras, ids = [], set()
+    for number, source in enumerate(sources, start=1):
+        stem = "".join(c if c.isalnum() or c in "_.-" else "-" for c in Path(source).stem)
+        is_file = not (source.isdigit() or "://" in source)
+        camera_id = stem if is_file and stem and stem not in ids else f"cam{number}"
+        ids.add(camera_id)
+        value: Any = int(source) if source.isdigit() else source
+        if is_file:
+            value = str(Path(source).resolve())
+        cameras.append({"id": camera_id, "source": value})
+    cams: dict[str, Any] = {"cameras": cameras}
+    if detector is not None:
+        cams["detector"] = {"name": detector}
+    embedder: dict[str, Any] = {}
+    if model is not None:
+        embedder["model"] = str(model.resolve())
+        embedder["runtime"] = "onnxruntime" if model.suffix == ".onnx" else "torch"
+    if device is not None:
+        embedder["device"] = device
+    if embedder:
+        cams["worker"] = {"embedder": embedder}
+    return cams
+
+
 def _handle(args: argparse.Namespace) -> int:
+    if args.cameras is None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        args.cameras = args.out / "cams.yaml"
+        cams = quick_cams(args.source, args.model, args.detector, args.device)
+        args.cameras.write_text(yaml.safe_dump(cams, sort_keys=False))
+    elif args.model or args.detector or args.device:
+        raise ValueError(
+            "--model, --detector and --device go with --source; a cams.yaml names them"
+        )
     summary = run_pipeline(
         args.cameras,
         args.out,

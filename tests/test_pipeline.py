@@ -16,6 +16,7 @@ import yaml
 from stream_setup import TINY_MODEL, write_tiny_stream
 
 from stream.cli import main as stream_main
+from stream.cli import parser as stream_parser
 from stream.gallery import Gallery, GalleryConfig
 from stream.mtmc import evaluate_run
 from stream.pipeline import ResumePoint, Supervisor, prepare_out, run_pipeline
@@ -277,3 +278,36 @@ def test_a_killed_run_leaves_no_worker_behind_and_resumes_where_it_stopped(
     assert all(stats["finished"] for stats in summary["cameras"].values())
     scores = evaluate_run(out, path)
     assert scores["IDF1"] > 0
+
+
+def test_stream_run_source_needs_no_cams_yaml(scene: Path, tmp_path: Path) -> None:
+    """The quick path: videos named on the command line, everything else defaulted."""
+    videos = [str(scene / "scene" / camera / "video.mp4") for camera in ("cam1", "cam2")]
+    out = tmp_path / "quick"
+    argv = ["run", *(a for v in videos for a in ("--source", v)), "--out", str(out), "--no-live"]
+    argv += ["--model", str(scene / "tiny.safetensors"), "--detector", "background_subtraction"]
+    assert stream_main(argv) == 0
+    cams = yaml.safe_load((out / "cams.yaml").read_text())
+    assert [c["id"] for c in cams["cameras"]] == ["video", "cam2"]  # a repeated name: numbered
+    assert cams["worker"]["embedder"]["runtime"] == "torch"
+    events = _lines(out / "events.jsonl")
+    assert {e["camera"] for e in events} == {"video", "cam2"}
+    with pytest.raises(ValueError, match="go with --source"):
+        run_handler(["run", "--cameras", str(scene / "cams.yaml"), "--model", "m.onnx"])
+
+
+def test_a_real_video_alone_is_detected_and_tracked(tud_campus: Path, tmp_path: Path) -> None:
+    """No cams.yaml, no detector named: the shipped detector and re-ID model find people."""
+    out = tmp_path / "tud"
+    video = str(tud_campus / "TUD-Campus.mp4")
+    argv = ["run", "--source", video, "--out", str(out), "--no-live", "--max-frames", "25"]
+    assert stream_main(argv) == 0
+    events = _lines(out / "events.jsonl")
+    assert len({e["track_id"] for e in events}) >= 4  # TUD-Campus shows 5-6 people at first
+    assert max(e["frame"] for e in events) == 24
+
+
+def run_handler(argv: list[str]) -> int:
+    """A `stream` subcommand's handler, without the CLI's error printing (to see the raise)."""
+    args = stream_parser().parse_args(argv)
+    return args.handler(args)
