@@ -38,7 +38,9 @@ def package_files() -> tuple[Path, Path]:
 
     distribution = metadata.distribution(PACKAGE)
     if distribution.version != VERSION:
-        raise SystemExit(f"{PACKAGE} {distribution.version} installed; this script expects {VERSION}")
+        raise SystemExit(
+            f"{PACKAGE} {distribution.version} installed; this script expects {VERSION}"
+        )
     graph = licence = None
     for file in distribution.files or []:
         if file.name == "frozen_inference_graph.pb":

@@ -19,7 +19,7 @@ from stream.cli import main as stream_main
 from stream.cli import parser as stream_parser
 from stream.gallery import Gallery, GalleryConfig
 from stream.mtmc import evaluate_run
-from stream.pipeline import ResumePoint, Supervisor, prepare_out, run_pipeline
+from stream.pipeline import IdSet, ResumePoint, Supervisor, prepare_out, run_pipeline
 
 pytestmark = pytest.mark.xdist_group("pipeline")
 
@@ -311,3 +311,10 @@ def run_handler(argv: list[str]) -> int:
     """A `stream` subcommand's handler, without the CLI's error printing (to see the raise)."""
     args = stream_parser().parse_args(argv)
     return args.handler(args)
+
+
+def test_the_id_set_counts_distinct_ids_in_a_bitmap() -> None:
+    ids = IdSet()
+    for global_id in [1, 5, 1, 9, 5, 1000, 0]:
+        ids.add(global_id)
+    assert len(ids) == 5 and len(ids._bits) == 126
