@@ -41,7 +41,7 @@ class Tracker:
 
     def __init__(self, config: TrackerConfig, frame_rate: float) -> None:
         self.config = config
-        options = config.model_dump(exclude={"name"})
+        options = config.library_options()
         self._tracker = TRACKERS[config.name](frame_rate=frame_rate, **options)
         self._uses_frame = bool(getattr(config, "enable_cmc", False))
         self._alive: set[int] = set()

@@ -46,7 +46,7 @@ CAMS = {
         }
     ],
     "detector": {"name": "ground_truth", "min_visibility": 0.0},
-    "tracker": {"name": "bytetrack", "lost_track_buffer": 30, "minimum_iou_threshold": 0.1},
+    "tracker": {"name": "bytetrack", "lost_track_s": 1.0, "minimum_iou_threshold": 0.1},
     "crops": {
         "min_width": 16,
         "min_height": 32,

@@ -58,12 +58,14 @@ def test_tud_campus_ground_truth_boxes(tud_campus: Path) -> None:
     assert metrics["MOTA"] >= 0.9
 
 
-def test_config_fields_are_the_library_parameters() -> None:
+def test_config_fields_become_the_library_parameters() -> None:
+    """Every field reaches the library: as itself, or (times in seconds) as its frame count."""
     for config in (ByteTrackConfig, BoTSORTConfig, OCSORTConfig):
         name = config.model_fields["name"].annotation.__args__[0]
         parameters = inspect.signature(TRACKERS[name].__init__).parameters
-        unknown = set(config.model_fields) - {"name"} - set(parameters)
-        assert not unknown, (name, unknown)
+        options = config(name=name).library_options()
+        assert set(options) <= set(parameters), (name, set(options) - set(parameters))
+        assert len(options) == len(config.model_fields) - 1  # all but the name
 
 
 def test_tracker_by_name_and_wrong_name_lists_valid_ones() -> None:
@@ -75,3 +77,40 @@ def test_tracker_by_name_and_wrong_name_lists_valid_ones() -> None:
         parse_tracker_config("deepsort")
     for name in TRACKERS:
         assert f"'{name}'" in str(caught.value)
+
+
+@pytest.mark.parametrize("fps", [7.0, 10.0, 25.0, 30.0])
+def test_tracker_times_hold_at_any_frame_rate(fps: float) -> None:
+    """One walker hidden for 0.6 s keeps its track, hidden for 1.6 s gets a new one (lost_track_s
+    = 1 s) — at every rate; a track is confirmed after 2 frames of detections."""
+    import supervision as sv
+
+    tracker = build_tracker(ByteTrackConfig(name="bytetrack"), fps)
+    options = ByteTrackConfig(name="bytetrack").library_options()
+    assert options["lost_track_buffer"] == 30  # the library's unit: frames at 30 FPS = 1 s
+
+    def run(seconds: float, visible: bool, t0: float) -> tuple[list[set[int]], float]:
+        seen = []
+        for i in range(round(seconds * fps)):
+            t = t0 + i / fps
+            x = 100 + 40 * t  # 40 px/s
+            box = np.array([[x, 100, x + 40, 220]], dtype=np.float32)
+            detections = sv.Detections(xyxy=box if visible else np.empty((0, 4), np.float32))
+            if visible:
+                detections.confidence = np.array([0.9], dtype=np.float32)
+                detections.class_id = np.array([0])
+            else:
+                detections.confidence = np.empty(0, np.float32)
+                detections.class_id = np.empty(0, int)
+            seen.append(set(tracker.update(detections, None, t).tracked.tracker_id.tolist()))
+        return seen, t0 + round(seconds * fps) / fps
+
+    first, t = run(2.0, True, 0.0)
+    assert next(i for i, ids in enumerate(first) if ids) == 1  # confirmed at its 2nd frame
+    track = next(iter(first[-1]))
+    _, t = run(0.6, False, t)
+    back, t = run(1.0, True, t)
+    assert track in set().union(*back)  # a short occlusion: the same track
+    _, t = run(1.6, False, t)
+    later, t = run(1.0, True, t)
+    assert track not in set().union(*later) and set().union(*later)  # too long: a new track
