@@ -60,3 +60,11 @@ def test_features_reject_inconsistent_shapes() -> None:
         ReIDFeatures(**{**good, "keypoints": torch.rand(3, 3, 2)})
     with pytest.raises(ValueError, match="segmentation"):
         ReIDFeatures(**{**good, "segmentation": torch.rand(2, 3, 4, 2)})
+
+
+def test_a_camera_stage_process_does_not_import_torch() -> None:
+    """Camera processes read configs through reid_core.config: that must stay light (torch
+    cost each camera process ~700 MB and 2.5 s before reid_core's names loaded lazily)."""
+    probe = "import sys, stream.camera, stream.config; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr
