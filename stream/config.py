@@ -538,7 +538,8 @@ class CamsConfig(StrictModel):
     detector: DetectorConfig = Field(
         SsdliteDetectorConfig(name="ssdlite"),
         description="default: the shipped SSDLite person detector (real footage, no weights to "
-        "bring); background_subtraction suits fixed synthetic scenes, ground_truth judges re-ID",
+        "bring), or background_subtraction when every camera is a rendered (synthetic) scene, "
+        "whose people SSDLite mostly misses (recall 0.19); ground_truth judges re-ID alone",
     )
     tracker: TrackerConfig = ByteTrackConfig(name="bytetrack")
     crops: CropPolicy = CropPolicy()
@@ -586,6 +587,10 @@ class CamsConfig(StrictModel):
 
     @model_validator(mode="after")
     def _cameras_consistent(self) -> CamsConfig:
+        if "detector" not in self.model_fields_set and all(
+            isinstance(camera.source, SyntheticSourceConfig) for camera in self.cameras
+        ):
+            self.detector = BackgroundSubtractionConfig(name="background_subtraction")
         seen: dict[str, int] = {}
         for index, camera in enumerate(self.cameras):
             if camera.id in seen:
