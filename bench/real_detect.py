@@ -40,11 +40,9 @@ DETECTORS = {
 def detection_scores(data: Path, detector_config: dict) -> dict[str, float]:
     """Recall, precision (IoU 0.5, one-to-one per frame) and detect-only FPS."""
     from pydantic import TypeAdapter
-    from scipy.optimize import linear_sum_assignment
-    from trackers.eval import box_iou
 
     from stream.config import CameraConfig, DetectorConfig
-    from stream.detectors import build_detector, read_mot_file
+    from stream.detectors import build_detector, matched_boxes, read_mot_file
     from stream.sources import VideoFileSource
 
     config = TypeAdapter(DetectorConfig).validate_python(detector_config)
@@ -59,10 +57,7 @@ def detection_scores(data: Path, detector_config: dict) -> dict[str, float]:
         detections = detector.detect(frame.image, frame.index)
         seconds += time.perf_counter() - start
         truth = gt.xyxy[gt.frame == frame.index + 1]
-        if len(truth) and len(detections):
-            iou = box_iou(truth, detections.xyxy, box_format="xyxy")
-            rows, cols = linear_sum_assignment(-iou)
-            hits += int((iou[rows, cols] >= 0.5).sum())
+        hits += matched_boxes(truth, detections.xyxy)
         truths += len(truth)
         found += len(detections)
     return {

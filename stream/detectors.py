@@ -265,6 +265,19 @@ class BackgroundSubtractionDetector:
         return person_detections(xyxy, np.minimum(1.0, fill[keep] / cfg.full_fill))
 
 
+def matched_boxes(truth: np.ndarray, found: np.ndarray, min_iou: float = 0.5) -> int:
+    """How many ground-truth boxes a detector found: one-to-one matching (Hungarian, by IoU)
+    with IoU ≥ ``min_iou`` — recall = matched / len(truth), precision = matched / len(found)."""
+    if len(truth) == 0 or len(found) == 0:
+        return 0
+    from scipy.optimize import linear_sum_assignment
+    from trackers.eval import box_iou
+
+    iou = box_iou(truth, found, box_format="xyxy")
+    rows, cols = linear_sum_assignment(-iou)
+    return int((iou[rows, cols] >= min_iou).sum())
+
+
 # --- YOLO ----------------------------------------------------------------------------------
 
 

@@ -10,8 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy.optimize import linear_sum_assignment
-from trackers.eval import box_iou
 
 from reid_core.zoo import file_sha256
 from stream.config import BackgroundSubtractionConfig, SsdliteDetectorConfig, YoloDetectorConfig
@@ -23,6 +21,7 @@ from stream.detectors import (
     GroundTruthDetector,
     SsdliteDetector,
     YoloDetector,
+    matched_boxes,
     prepare_offline_ultralytics,
     read_mot_file,
     shipped_detector_path,
@@ -102,10 +101,7 @@ def detection_scores(scene: Path, config: BackgroundSubtractionConfig) -> tuple[
             height = gt.xyxy[:, 3] - gt.xyxy[:, 1]
             mask = (gt.frame == frame.index + 1) & (gt.visibility >= 0.5)
             truth = gt.xyxy[mask & (height >= config.min_height)]
-            if len(truth) and len(detections):
-                iou = box_iou(truth, detections.xyxy, box_format="xyxy")
-                rows, cols = linear_sum_assignment(-iou)
-                hits += int((iou[rows, cols] >= 0.5).sum())
+            hits += matched_boxes(truth, detections.xyxy)
             truths += len(truth)
             found += len(detections)
         source.close()
@@ -201,9 +197,7 @@ def test_the_shipped_ssdlite_finds_the_people_of_a_real_street(tud_campus: Path)
         truth = gt.xyxy[gt.frame == frame.index + 1]
         detections = detector.detect(frame.image, frame.index)
         assert set(detections.class_id.tolist()) <= {PERSON_CLASS_ID}
-        iou = box_iou(truth, detections.xyxy, box_format="xyxy")
-        rows, cols = linear_sum_assignment(-iou)
-        hits += int((iou[rows, cols] >= 0.5).sum())
+        hits += matched_boxes(truth, detections.xyxy)
         truths, found = truths + len(truth), found + len(detections)
     assert truths >= 15
     assert hits / truths >= 0.6 and hits / found >= 0.7, (hits, truths, found)
@@ -223,3 +217,11 @@ def test_the_shipped_ssdlite_is_digest_checked(
     monkeypatch.setenv("OCCLUREID_MODELS", str(tmp_path))
     with pytest.raises(DetectorError, match="does not match its card"):
         SsdliteDetector(SsdliteDetectorConfig(name="ssdlite"))
+
+
+def test_matched_boxes_is_one_to_one_at_iou_half() -> None:
+    truth = np.array([[0, 0, 10, 10], [20, 0, 30, 10]], dtype=np.float32)
+    found = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [20, 0, 24, 10]], dtype=np.float32)
+    assert matched_boxes(truth, found) == 1  # two boxes on one person count once; IoU 0.4: no
+    assert matched_boxes(truth, found, min_iou=0.4) == 2
+    assert matched_boxes(truth, found[:0]) == 0
