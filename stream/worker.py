@@ -19,10 +19,10 @@ Pooling a tracklet's crops: `stream.gallery.pooling.RunningAppearance`.
 
 Counters: received (messages), embedded (crops), dropped_malformed, batches, tracklets
 (started), track_ends, late_track_ends (ended a stored tracklet the worker was not holding),
-tracklets_evicted (finished early: more than ``tracklets.max_open`` open), assignments. Gauges: latency p50/p95 (ms from the receipt of the message
-that made a tracklet due — its last crop or its end — to the assignment being published: queue
-+ batch wait + embed + match), embed p50/p95 (ms per batch), crops_per_s, open_tracklets,
-queued_crops. Logged and published as a ``stats`` message every ``stats_interval_s`` (windows
+tracklets_evicted (finished early: more than ``tracklets.max_open`` open), assignments.
+Gauges: latency p50/p95 (ms from the receipt of the message that made a tracklet due — its
+last crop or its end — to the assignment being published: queue + batch wait + embed +
+match), embed p50/p95 (ms per batch), crops_per_s, open_tracklets, queued_crops. Logged and published as a ``stats`` message every ``stats_interval_s`` (windows
 of the last 1,024 samples, so memory stays flat).
 
 SIGTERM / SIGINT: stop polling, take what ZeroMQ already queued, embed every waiting crop,

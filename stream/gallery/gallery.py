@@ -2,11 +2,11 @@
 
 Matching a tracklet: the top-N stored tracklets by cosine of the global vector, filtered in
 Qdrant to a time window and to other cameras or, for a person who comes back into a view, this
-camera's tracklets that ended before the new one began (re-entry), are re-ranked by the occlusion-aware distance
-(SPEC §2.7, `reid_core.distance.occlusion_aware_distance`); the nearest one within the
-threshold lends its global id — unless that identity already has another tracklet on this
-camera at an overlapping time (one person is not twice in one view at once; the next candidate
-is tried) — otherwise the tracklet founds a new identity. A tracklet already in the gallery
+camera's tracklets that ended before the new one began (re-entry), are re-ranked by the
+occlusion-aware distance (SPEC §2.7, `reid_core.distance.occlusion_aware_distance`); the
+nearest one within the threshold lends its global id — unless that identity already has another
+tracklet on this camera at an overlapping time (one person is not twice in one view at once;
+the next candidate is tried) — otherwise the tracklet founds a new identity. A tracklet already in the gallery
 keeps its global id while its features are updated — unless it is still the only tracklet
 of its identity (``relink``): then each re-match may still join an identity, e.g. this camera's
 earlier track of the same person that the tracker broke and that has ended since.

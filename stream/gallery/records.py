@@ -10,7 +10,8 @@ Point layout (both backends):
 - payload ``camera`` (keyword index), ``t_first`` / ``t_last`` (float indexes: the time window),
   ``global_id`` (integer index: lookup for `Gallery.records_of`, range for the id sequence),
   ``t_end`` (float index; null while the tracklet is open: re-entry candidates have ended),
-  ``run``, ``track``, ``thumbnail``, ``match_score``, ``visibility`` [K] (a short list of floats), and
+  ``run``, ``track``, ``thumbnail``, ``match_score``, ``visibility`` [K] (a short list of
+  floats), and
   ``parts``: the K part vectors, each unit-normalised (cosine distance ignores scale), as
   little-endian float16 bytes in base64.
 
