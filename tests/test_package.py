@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -68,3 +69,14 @@ def test_a_camera_stage_process_does_not_import_torch() -> None:
     probe = "import sys, stream.camera, stream.config; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_the_readme_python_block_runs_as_written() -> None:
+    """The README's Python example, executed as a user would paste it."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - the documented snippet
+    features, dist = namespace["features"], namespace["dist"]
+    assert features.global_features.shape[0] == 2 and dist.shape == (2, 2)
+    assert float(dist[0, 0]) < float(dist[0, 1])
