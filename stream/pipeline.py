@@ -56,6 +56,7 @@ WORKER_READY_TIMEOUT_S = 180.0
 MAX_RESTART_DELAY_S = 30.0
 TICK_S = 0.2
 REPORT_QUEUE_SIZE = 4096  # camera reports waiting for the supervisor
+PROGRESS_EVERY_S = 10.0  # --no-live: a progress line this often
 RUN_FILE = "run.json"
 # what a run writes into --out: --overwrite deletes exactly these, nothing else in the folder
 RUN_OUTPUTS = ("events.jsonl", "assignments.jsonl", "tracklets.jsonl", "summary.json", RUN_FILE)
@@ -492,6 +493,19 @@ class Supervisor:
             handle.close()
 
 
+def progress_line(state: RunState, started: float) -> str:
+    """One line of what the live table shows, for logs (``--no-live``)."""
+    cameras = ", ".join(
+        f"{name} {stats.get('frames', 0)} frames {stats.get('fps', 0):.1f} fps"
+        for name, stats in sorted(state.cameras.items())
+    )
+    return (
+        f"{time.monotonic() - started:.0f} s: {cameras or 'cameras starting'}; events "
+        f"{state.events}, assignments {state.assignments}, global ids {len(state.global_ids)}, "
+        f"worker restarts {state.worker_restarts}"
+    )
+
+
 def live_table(state: RunState, started: float):
     from rich.table import Table
 
@@ -573,6 +587,7 @@ def run_pipeline(
         screen = Live(live_table(supervisor.state, started), console=console) if live else None
         with screen or nullcontext():
             try:
+                next_line = started + PROGRESS_EVERY_S
                 while supervisor.cameras_running:
                     supervisor.drain_reports(subscriber, TICK_S)
                     supervisor.supervise_workers()
@@ -580,6 +595,9 @@ def run_pipeline(
                         on_tick(supervisor)
                     if screen is not None:
                         screen.update(live_table(supervisor.state, started))
+                    elif time.monotonic() >= next_line:  # --no-live: a line now and then
+                        next_line += PROGRESS_EVERY_S
+                        console.print(progress_line(supervisor.state, started), highlight=False)
             except KeyboardInterrupt:
                 interrupted = True
             supervisor.stop_cameras()

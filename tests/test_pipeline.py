@@ -19,7 +19,15 @@ from stream.cli import main as stream_main
 from stream.cli import parser as stream_parser
 from stream.gallery import Gallery, GalleryConfig
 from stream.mtmc import evaluate_run
-from stream.pipeline import IdSet, ResumePoint, Supervisor, prepare_out, run_pipeline
+from stream.pipeline import (
+    IdSet,
+    ResumePoint,
+    RunState,
+    Supervisor,
+    prepare_out,
+    progress_line,
+    run_pipeline,
+)
 
 pytestmark = pytest.mark.xdist_group("pipeline")
 
@@ -318,3 +326,10 @@ def test_the_id_set_counts_distinct_ids_in_a_bitmap() -> None:
     for global_id in [1, 5, 1, 9, 5, 1000, 0]:
         ids.add(global_id)
     assert len(ids) == 5 and len(ids._bits) == 126
+
+
+def test_the_progress_line_says_what_the_live_table_says() -> None:
+    state = RunState(cameras={"cam1": {"frames": 40, "fps": 9.5}}, events=7, assignments=2)
+    state.global_ids.add(3)
+    line = progress_line(state, time.monotonic() - 12)
+    assert line.startswith("12 s: cam1 40 frames 9.5 fps; events 7, assignments 2, global ids 1")
