@@ -14,6 +14,7 @@ SUBCOMMAND_MODULES = [
     "trainer.evaluation.evaluate",
     "trainer.viz",
     "trainer.export",
+    "trainer.extract",
     "trainer.release",
 ]
 
