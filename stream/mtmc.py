@@ -243,6 +243,31 @@ def prediction_lines(pred: Predictions, ids: np.ndarray, frame_offset: int = 0) 
     ]
 
 
+def write_result_files(run_dir: Path) -> list[Path]:
+    """The run's boxes with their final global ids in the formats other tools read:
+    ``results/mot/CAMERA.txt`` (MOTChallenge: frame, id, x, y, w, h, score, -1, -1, -1; 1-based
+    frames and pixels) and ``results/aicity_mtmc.txt`` (AI City MTMC: camera number, global id,
+    frame, x, y, w, h, -1, -1; cameras numbered 1.. in name order, listed in
+    ``results/aicity_cameras.json``)."""
+    predictions = read_events(run_dir / "events.jsonl")
+    labels = label_boxes(predictions, read_final_assignments(run_dir / "assignments.jsonl"), False)
+    folder = run_dir / "results"
+    (folder / "mot").mkdir(parents=True, exist_ok=True)
+    numbers = {camera: number for number, camera in enumerate(sorted(predictions), start=1)}
+    written, aicity = [], []
+    for camera, pred in sorted(predictions.items()):
+        lines = prediction_lines(pred, labels[camera])
+        path = folder / "mot" / f"{camera}.txt"
+        path.write_text("".join(f"{line}\n" for line in lines))
+        written.append(path)
+        for line in lines:
+            frame, global_id, x, y, w, h = line.split(",")[:6]
+            aicity.append(f"{numbers[camera]} {global_id} {frame} {x} {y} {w} {h} -1 -1")
+    (folder / "aicity_mtmc.txt").write_text("".join(f"{line}\n" for line in aicity))
+    (folder / "aicity_cameras.json").write_text(json.dumps(numbers, indent=2) + "\n")
+    return [*written, folder / "aicity_mtmc.txt"]
+
+
 def evaluate_run(run_dir: Path, gt: Path, online: bool = False) -> dict[str, Any]:
     """Per-camera and cross-camera metrics of a run; also written to ``run_dir/mtmc.json``."""
     from stream.detectors import DetectorError, read_mot_file

@@ -19,7 +19,8 @@ one recorded, track ids numbered on past the recorded ones, the gallery reopened
 
 Outputs under DIR: events.jsonl (camera, frame, time, track id, global id, box, score, run),
 assignments.jsonl (every global-id assignment the workers published), tracklets.jsonl (each
-ended track: frames, crops sent, last global id, thumbnail, run), camK.mp4 annotated
+ended track: frames, crops sent, last global id, thumbnail, run), results/ (the boxes with
+their final global ids: MOTChallenge per camera, AI City MTMC), camK.mp4 annotated
 videos and thumbnails/ (by the stages), gallery/ (embedded Qdrant Edge shard and its manifest),
 workers/ (generated worker configs and logs), run.json, summary.json (with
 ``messages_lost``: messages the cameras sent that no embedded worker received — lost with a
@@ -60,7 +61,7 @@ PROGRESS_EVERY_S = 10.0  # --no-live: a progress line this often
 RUN_FILE = "run.json"
 # what a run writes into --out: --overwrite deletes exactly these, nothing else in the folder
 RUN_OUTPUTS = ("events.jsonl", "assignments.jsonl", "tracklets.jsonl", "summary.json", RUN_FILE)
-RUN_FOLDERS = ("videos", "thumbnails", "gallery", "workers", "work")
+RUN_FOLDERS = ("videos", "thumbnails", "gallery", "workers", "work", "results")
 
 
 def new_run_id() -> str:
@@ -632,6 +633,10 @@ def run_pipeline(
         "tracklets": state.tracklets,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    if state.events:
+        from stream.mtmc import write_result_files
+
+        write_result_files(out)  # final global ids, MOTChallenge and AI City formats
     return summary
 
 

@@ -59,6 +59,16 @@ def test_run_writes_events_videos_summary_and_cross_camera_ids(scene: Path) -> N
     assert summary["events"] == len(events) and summary["assignments"] == len(assignments)
     assert json.loads((out / "summary.json").read_text())["cameras"]["cam1"]["finished"]
     assert sorted(p.name for p in (out / "videos").glob("*.mp4")) == ["cam1.mp4", "cam2.mp4"]
+    final = {(a["camera"], a["track_id"]): a["global_id"] for a in assignments}
+    mot = (out / "results" / "mot" / "cam1.txt").read_text().splitlines()
+    cam1 = [e for e in events if e["camera"] == "cam1"]
+    assert len(mot) == len(cam1)
+    for line, event in zip(mot, cam1, strict=True):  # 1-based frames, final global ids
+        frame, global_id = (int(v) for v in line.split(",")[:2])
+        assert frame == event["frame"] + 1
+        assert global_id == final.get(("cam1", event["track_id"]), global_id)
+    aicity = (out / "results" / "aicity_mtmc.txt").read_text().splitlines()
+    assert len(aicity) == len(events) and aicity[0].split()[0] in {"1", "2"}
     from stream.gallery import read_manifest
 
     manifest = read_manifest(out / "gallery")
