@@ -76,6 +76,7 @@ LIVE_SOURCES = (StreamSourceConfig, WebcamSourceConfig)
 Route = Callable[[str, int], int]
 Emit = Callable[[tuple[str, Any]], None]
 DRAIN_POLL_S = 0.01
+UNLABELLED_COLOUR_BASE = 1_000_003  # colour keys of t<track> boxes, apart from G<id> ones
 
 
 class StopEvent(Protocol):
@@ -374,8 +375,10 @@ class AnnotatedVideo:
         """Draw ``tracked`` labelled by global id (``G7``), or track id (``t3``) until then."""
         image = frame.image.copy()
         if len(tracked):
-            keys = [
-                (global_id, f"G{global_id}") if global_id is not None else (track, f"t{track}")
+            keys = [  # colours by label: a track awaiting its id does not wear G<track>'s
+                (global_id, f"G{global_id}")
+                if global_id is not None
+                else (UNLABELLED_COLOUR_BASE + track, f"t{track}")
                 for global_id, track in zip(labels, tracked.tracker_id.tolist(), strict=True)
             ]
             shown = sv.Detections(xyxy=tracked.xyxy, class_id=np.array([k for k, _ in keys]))

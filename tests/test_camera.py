@@ -267,3 +267,14 @@ def test_region_of_interest_keeps_feet_inside(config: CamsConfig, tmp_path: Path
         events += payload if kind == "events" else []
     assert events
     assert all((e["box"][0] + e["box"][2]) / 2 <= 160 for e in events)
+
+
+def test_a_track_awaiting_its_id_is_not_drawn_in_that_ids_colour() -> None:
+    import supervision as sv
+
+    from stream.camera import UNLABELLED_COLOUR_BASE
+
+    palette = sv.ColorPalette.DEFAULT
+    assert all(
+        palette.by_idx(n) != palette.by_idx(UNLABELLED_COLOUR_BASE + n) for n in range(1, 60)
+    )
