@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.data.base import ReIDDataset
+from trainer.data.folder import load_folder
 from trainer.data.market import load_dukemtmcreid, load_market1501, load_occluded_duke
 from trainer.data.msmt17 import load_msmt17
 from trainer.data.partial import load_occluded_reid, load_partial_ilids, load_partial_reid
@@ -22,6 +23,7 @@ DATASET_LOADERS: dict[str, Callable[..., ReIDDataset]] = {
     "partial_reid": load_partial_reid,
     "partial_ilids": load_partial_ilids,
     "synthetic": load_synthetic,
+    "folder": load_folder,
 }
 DATASET_NAMES = tuple(DATASET_LOADERS)
 
