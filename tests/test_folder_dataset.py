@@ -74,3 +74,14 @@ def test_trainer_data_reads_a_folder_set(tmp_path: Path, capsys: pytest.CaptureF
     argv = ["data", "--dataset", "folder", "--root", str(root), "--option", "test_fraction=0.2"]
     assert trainer_main(argv) == 0
     assert "folder" in capsys.readouterr().out
+
+
+def test_a_model_trains_on_a_folder_set(tmp_path: Path) -> None:
+    from test_training import write_tiny_config
+
+    from trainer.engine import train
+
+    root = write_people(tmp_path / "people")
+    config = write_tiny_config(tmp_path / "tiny.yaml", {"dataset": "folder", "root": str(root)})
+    history = train(config, tmp_path / "run", {"epochs": 1})
+    assert np.isfinite(history["total"]) and (tmp_path / "run" / "model_last.safetensors").is_file()
