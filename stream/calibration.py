@@ -126,3 +126,116 @@ def calibrate_threshold(
     within = np.searchsorted(nearest_d[order], thresholds, side="right")
     right = joined_right[within] + new_right[-1] - new_right[within]
     return max(float(thresholds[int(np.argmax(right))]), 1e-6)  # the gallery needs > 0
+
+
+# --- `stream calibrate`: the threshold of a model for your own people ---------------------
+
+CALIBRATION_SUFFIX = ".calibration.yaml"
+
+
+def calibration_path(cams_yaml: Path) -> Path:
+    """Where `stream calibrate --cameras C` writes and `stream run --cameras C` reads:
+    ``C.calibration.yaml`` beside it (``cams.yaml`` → ``cams.calibration.yaml``)."""
+    return cams_yaml.with_name(cams_yaml.stem + CALIBRATION_SUFFIX)
+
+
+def calibrate_on_data(
+    model_path: Path, dataset: str, root: Path, options: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The threshold of ``model_path`` on a data set's held-out people (query + gallery pooled
+    per camera into tracklets, the matcher replayed), with what it was measured on."""
+    import time
+
+    from reid_core.checkpoint import load
+    from reid_core.zoo import file_sha256
+    from trainer.evaluation.evaluate import evaluate_model
+
+    result = evaluate_model(load(model_path), dataset, root, options)
+    appearances, identities, cameras = pseudo_tracklets(result)
+    if len(set(cameras.tolist())) < 2:
+        raise ValueError(
+            f"{root}: the held-out people are seen by one camera only; the threshold decides "
+            "cross-camera matches and needs at least two cameras"
+        )
+    return {
+        "gallery": {"threshold": calibrate_threshold(appearances, identities, cameras)},
+        "calibration": {
+            "model": str(model_path),
+            "model_sha256": file_sha256(model_path),
+            "data": str(root),
+            "dataset": dataset,
+            "options": options or {},
+            "tracklets": len(appearances),
+            "identities": len(set(identities.tolist())),
+            "cameras": len(set(cameras.tolist())),
+            "method": "the worker's matcher replayed on the held-out people (stream.calibration)",
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
+    }
+
+
+def read_calibration(cams_yaml: Path, model_path: Path) -> float | None:
+    """The threshold `stream calibrate` wrote beside ``cams_yaml`` for this very model file
+    (by digest), else None; a calibration of another model is ignored with a warning."""
+    import logging
+
+    import yaml
+
+    from reid_core.zoo import file_sha256
+
+    path = calibration_path(cams_yaml)
+    if not path.is_file():
+        return None
+    try:
+        stored = yaml.safe_load(path.read_text())
+        threshold = float(stored["gallery"]["threshold"])
+        digest = stored["calibration"]["model_sha256"]
+    except (yaml.YAMLError, KeyError, TypeError, ValueError) as error:
+        raise ValueError(
+            f"{path}: not a calibration written by `stream calibrate` ({error})"
+        ) from None
+    if digest != file_sha256(model_path):
+        logging.getLogger(__name__).warning(
+            "%s was calibrated for another model than %s: not used", path, model_path
+        )
+        return None
+    return threshold
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "calibrate",
+        help="the gallery's match threshold for a model on your own people",
+        description="Replay the worker's matcher on a data set's held-out people (a `folder` "
+        "set of your own, or any `trainer data` set) and write the threshold at which its "
+        "decisions are most often right: beside --cameras (which `stream run` then reads for "
+        "that model) or to --out. Never written into a shipped model's card.",
+    )
+    parser.add_argument("--data", type=Path, required=True, help="data set folder")
+    parser.add_argument("--dataset", default="folder", help="data set kind (default: folder)")
+    parser.add_argument(
+        "--option", action="append", default=[], metavar="KEY=VALUE", help="data set option"
+    )
+    parser.add_argument("--model", type=Path, help="checkpoint (default: the shipped model)")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--cameras", type=Path, help="the cams.yaml it is for")
+    where.add_argument("--out", type=Path, help="write the calibration YAML here")
+    parser.set_defaults(handler=_handle)
+
+
+def _handle(args: Any) -> int:
+    import yaml
+
+    from reid_core.zoo import shipped_model_path
+    from trainer.data.cli import parse_options
+
+    model = args.model or shipped_model_path()
+    calibration = calibrate_on_data(model, args.dataset, args.data, parse_options(args.option))
+    out = args.out or calibration_path(args.cameras)
+    out.write_text(yaml.safe_dump(calibration, sort_keys=False))
+    c = calibration["calibration"]
+    print(
+        f"threshold {calibration['gallery']['threshold']:.4f} for {model} from {c['tracklets']} "
+        f"tracklets of {c['identities']} people on {c['cameras']} cameras; wrote {out}"
+    )
+    return 0

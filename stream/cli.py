@@ -11,6 +11,7 @@ SUBCOMMAND_MODULES = [
     "stream.pipeline",
     "stream.worker_cli",
     "stream.mtmc",
+    "stream.calibration",
     "stream.search",
     "stream.demo",
     "stream.security",

@@ -294,6 +294,15 @@ def worker_configs(
         checked.embedder.resolved()
     except FileNotFoundError as error:
         raise ValueError(f"{source}: worker.{error}") from None
+    if "threshold" not in gallery:  # `stream calibrate --cameras` wrote one for this model?
+        from reid_core.zoo import shipped_model_path
+        from stream.calibration import read_calibration
+
+        model = checked.embedder.model or shipped_model_path()
+        calibrated = read_calibration(Path(source), Path(model))
+        if calibrated is not None:
+            for *_, settings in planned:
+                settings["gallery"] = {**settings["gallery"], "threshold": calibrated}
     folder.mkdir(parents=True, exist_ok=True)  # only once all is valid: a failed start leaves
     workers = []  # no trace that would make --out look used
     for index, crops, assignments, settings in planned:

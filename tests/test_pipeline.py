@@ -17,6 +17,7 @@ from stream_setup import TINY_MODEL, write_tiny_stream
 
 from stream.cli import main as stream_main
 from stream.cli import parser as stream_parser
+from stream.config import load_cams_config
 from stream.gallery import Gallery, GalleryConfig
 from stream.mtmc import evaluate_run
 from stream.pipeline import (
@@ -27,6 +28,7 @@ from stream.pipeline import (
     prepare_out,
     progress_line,
     run_pipeline,
+    worker_configs,
 )
 
 pytestmark = pytest.mark.xdist_group("pipeline")
@@ -343,3 +345,35 @@ def test_the_progress_line_says_what_the_live_table_says() -> None:
     state.global_ids.add(3)
     line = progress_line(state, time.monotonic() - 12)
     assert line.startswith("12 s: cam1 40 frames 9.5 fps; events 7, assignments 2, global ids 1")
+
+
+def test_stream_calibrate_writes_a_threshold_that_stream_run_uses_for_that_model(
+    scene: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from test_folder_dataset import write_people
+
+    people = write_people(tmp_path / "people", people=12)
+    cams = yaml.safe_load((scene / "cams.yaml").read_text())
+    for camera in cams["cameras"]:
+        camera["source"] = str(scene / camera["source"])
+        camera["ground_truth"] = str(scene / camera["ground_truth"])
+    del cams["worker"]["gallery"]["threshold"]
+    cams_yaml = tmp_path / "site.yaml"
+    cams_yaml.write_text(yaml.safe_dump(cams))
+    model = scene / "tiny.safetensors"
+    argv = ["calibrate", "--data", str(people), "--model", str(model), "--cameras", str(cams_yaml)]
+    assert stream_main([*argv, "--option", "test_fraction=0.5"]) == 0
+    written = yaml.safe_load((tmp_path / "site.calibration.yaml").read_text())
+    threshold = written["gallery"]["threshold"]
+    assert threshold > 0 and written["calibration"]["identities"] == 6
+    assert f"threshold {threshold:.4f}" in capsys.readouterr().out
+
+    workers = worker_configs(load_cams_config(cams_yaml), tmp_path / "run", "r", str(cams_yaml))
+    settings = yaml.safe_load(workers[0].config_path.read_text())
+    assert settings["gallery"]["threshold"] == threshold  # read for this very model
+    other = tmp_path / "other.safetensors"
+    other.write_bytes(model.read_bytes() + b" ")
+    cams["worker"]["embedder"]["model"] = str(other)
+    cams_yaml.write_text(yaml.safe_dump(cams))
+    workers = worker_configs(load_cams_config(cams_yaml), tmp_path / "run2", "r", str(cams_yaml))
+    assert "threshold" not in yaml.safe_load(workers[0].config_path.read_text())["gallery"]
