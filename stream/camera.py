@@ -139,6 +139,7 @@ class StageStats:
     assignments: int = 0
     malformed_assignments: int = 0
     reconnects: int = 0
+    stale_frames: int = 0  # live frames dropped while the stage was busy (no lag builds up)
     elapsed_s: float = 0.0
     finished: bool = False
     error: str | None = None
@@ -600,6 +601,7 @@ class CameraStage:
         stats.dropped = sum(link.dropped for link in links)
         stats.malformed_assignments = self.listener.malformed
         stats.reconnects = self.source.reconnects
+        stats.stale_frames = _stale_frames(self.source)
         self._window = (now, stats.frames)
         return stats
 
@@ -621,6 +623,16 @@ class CameraStage:
         stats.finished, stats.error = True, error
         self.emit(("stats", asdict(stats)))
         return stats
+
+
+def _stale_frames(source: Any) -> int:
+    """Frames a live source dropped because the stage was busy (`LatestFrameSource`), through
+    any wrappers (an fps cap)."""
+    while source is not None:
+        if hasattr(source, "stale_dropped"):
+            return source.stale_dropped
+        source = getattr(source, "source", None)
+    return 0
 
 
 def run_camera(

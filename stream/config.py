@@ -141,18 +141,27 @@ class SyntheticSourceConfig(ReplayOptions):
         return self
 
 
+LATEST_ONLY = Field(
+    True,
+    description="read frames on a thread and process the newest one, dropping (and counting) "
+    "those processing could not keep up with, so no lag builds up; false processes every frame",
+)
+
+
 class StreamSourceConfig(StrictModel):
     """An RTSP/HTTP(S)/RTMP stream read with OpenCV's FFmpeg backend."""
 
     type: Literal["rtsp"]
     url: Annotated[str, Field(pattern=STREAM_URL.pattern)]
     reconnect: ReconnectConfig = ReconnectConfig()
+    latest_only: bool = LATEST_ONLY
 
 
 class WebcamSourceConfig(StrictModel):
     type: Literal["webcam"]
     index: Annotated[int, Field(ge=0)]
     reconnect: ReconnectConfig = ReconnectConfig(max_attempts=3)
+    latest_only: bool = LATEST_ONLY
 
 
 class ImagesSourceConfig(ReplayOptions):

@@ -5,7 +5,9 @@ Every source yields `Frame(index, timestamp_s, image)`: ``index`` counts the fra
 delivered from 0 (for files: the video frame number, which is MOTChallenge frame ``index + 1``),
 ``timestamp_s`` is the frame's time (``index / fps`` for files, seconds since opening for live
 sources) and ``image`` is BGR uint8. An fps cap (`FpsCappedSource`) drops frames by timestamp,
-so indices keep their meaning. Live sources reconnect with exponential back-off and count it.
+so indices keep their meaning. Live sources reconnect with exponential back-off and count it,
+and by default are read on a thread that keeps only the newest frame (`LatestFrameSource`), so
+a stage slower than its camera drops frames instead of falling ever further behind.
 """
 
 from __future__ import annotations
@@ -237,11 +239,76 @@ class LiveSource:
             if outcome == "stopped":
                 return
 
+    def stop(self) -> None:
+        """Make `frames` return at its next read (thread-safe; the capture stays open)."""
+        self._closed.set()
+
     def close(self) -> None:
         self._closed.set()
         if self._capture is not None:
             self._capture.release()
             self._capture = None
+
+
+class LatestFrameSource:
+    """A live source read on its own thread, handing out only the newest frame: when the stage
+    processes slower than the camera delivers, the frames in between are dropped and counted
+    (``stale_dropped``) instead of queueing up in the capture as ever-growing lag. Frames keep
+    the reader's indices and timestamps (their capture times), so the tracker sees the gaps."""
+
+    def __init__(self, source: LiveSource) -> None:
+        self.source = source
+        self.name, self.fps, self.size = source.name, source.fps, source.size
+        self.stale_dropped = 0
+        self._changed = threading.Condition()
+        self._latest: Frame | None = None
+        self._finished = False
+        self._error: BaseException | None = None
+        self._reader: threading.Thread | None = None
+
+    @property
+    def reconnects(self) -> int:
+        return self.source.reconnects
+
+    def _read(self) -> None:
+        try:
+            for frame in self.source.frames():
+                with self._changed:
+                    if self._latest is not None:
+                        self.stale_dropped += 1
+                    self._latest = frame
+                    self._changed.notify()
+        except BaseException as error:  # handed to the consumer's thread
+            self._error = error
+        finally:
+            with self._changed:
+                self._finished = True
+                self._changed.notify()
+
+    def frames(self) -> Iterator[Frame]:
+        """Starts reading now (not at the first ``next``): the camera does not wait."""
+        self._reader = threading.Thread(target=self._read, name=f"read {self.name}", daemon=True)
+        self._reader.start()
+        return self._newest()
+
+    def _newest(self) -> Iterator[Frame]:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._latest is not None or self._finished)
+                frame, self._latest = self._latest, None
+            if frame is None:
+                if self._error is not None:
+                    raise self._error
+                return
+            yield frame
+
+    def close(self) -> None:
+        """Stop the reader before releasing the capture (OpenCV must not release a capture
+        another thread is reading)."""
+        self.source.stop()
+        if self._reader is not None:
+            self._reader.join(timeout=10.0)
+        self.source.close()
 
 
 class FpsCappedSource:
@@ -351,7 +418,8 @@ def _open_images(
 
 def _open_live(config: StreamSourceConfig | WebcamSourceConfig, **live: Any) -> FrameSource:
     target = config.url if isinstance(config, StreamSourceConfig) else config.index
-    return LiveSource(target, config.reconnect, **live)
+    source = LiveSource(target, config.reconnect, **live)
+    return LatestFrameSource(source) if config.latest_only else source
 
 
 SOURCE_TYPES: dict[str, Callable[..., FrameSource]] = {

@@ -4,6 +4,7 @@ the fps cap, and live-stream reconnection with back-off (a fake capture, no netw
 from __future__ import annotations
 
 import itertools
+import threading
 from pathlib import Path
 
 import cv2
@@ -15,6 +16,7 @@ from stream.sources import (
     FpsCappedSource,
     FrameSource,
     ImageFolderSource,
+    LatestFrameSource,
     LiveSource,
     ReplayedSource,
     SourceError,
@@ -139,10 +141,9 @@ def test_rtsp_reconnects_with_exponential_back_off_and_counts() -> None:
     # 3 frames; the stream drops; 2 failed reopenings; back with 2 frames; drops; never again.
     network = FakeNetwork([(True, 3), (False, 0), (False, 0), (True, 2)])
     policy = ReconnectConfig(initial_backoff_s=0.5, max_backoff_s=1.5, max_attempts=4)
+    config = {"type": "rtsp", "url": "rtsp://camera.local/stream", "latest_only": False}
     source = open_source(
-        {"type": "rtsp", "url": "rtsp://camera.local/stream", "reconnect": policy.model_dump()},
-        opener=network.open,
-        wait=network.wait,
+        {**config, "reconnect": policy.model_dump()}, opener=network.open, wait=network.wait
     )
     assert isinstance(source, LiveSource)
     assert source.fps == 25.0 and source.size == (6, 4)  # 0 fps reported: the nominal rate
@@ -173,9 +174,56 @@ def test_live_source_stops_when_the_caller_asks() -> None:
 def test_webcam_index_is_a_live_source() -> None:
     network = FakeNetwork([(True, 2)])
     source = open_source(0, opener=network.open, wait=network.wait)
-    assert isinstance(source, LiveSource) and source.target == 0
+    assert isinstance(source, LatestFrameSource)  # live sources: the newest frame by default
+    assert isinstance(source.source, LiveSource) and source.source.target == 0
     source.close()
     assert list(source.frames()) == []  # closed: nothing more
+
+
+class PacedCapture(FakeCapture):
+    """Delivers a frame each time the test releases one (a camera's clock, without sleeps)."""
+
+    def __init__(self, frames: int) -> None:
+        super().__init__(True, frames)
+        self.released_frames = threading.Semaphore(0)
+        self.delivered = 0
+        self.delivery = threading.Condition()
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        if self.frames == 0:
+            return False, None
+        self.released_frames.acquire()
+        ok, image = super().read()
+        with self.delivery:
+            self.delivered += 1
+            self.delivery.notify_all()
+        return ok, image
+
+    def deliver(self, count: int) -> None:
+        target = self.delivered + count
+        for _ in range(count):
+            self.released_frames.release()
+        with self.delivery:
+            self.delivery.wait_for(lambda: self.delivered >= target, timeout=10)
+
+
+def test_a_slow_stage_gets_the_newest_live_frame_and_the_stale_ones_are_counted() -> None:
+    capture = PacedCapture(frames=8)
+    source = open_source(
+        {"type": "rtsp", "url": "rtsp://camera.local/stream"},
+        opener=lambda target: capture,
+        wait=lambda seconds: True,  # asked to stop when the stream drops: ends quietly
+    )
+    frames = source.frames()
+    capture.deliver(1)
+    assert next(frames).index == 0
+    capture.deliver(4)  # the camera delivers 4 frames while the stage is busy
+    assert next(frames).index == 4  # the newest, not the oldest waiting one
+    assert source.stale_dropped == 3
+    capture.deliver(3)
+    assert [f.index for f in frames] == [7]  # then the stream drops and the source ends
+    assert source.stale_dropped == 5
+    source.close()
 
 
 def test_a_replayed_file_loops_with_running_timestamps_at_its_pace(tmp_path: Path) -> None:
