@@ -371,6 +371,7 @@ def test_registry_names_and_options(tmp_path: Path) -> None:
         "partial_reid",
         "partial_ilids",
         "synthetic",
+        "folder",
     )
     with pytest.raises(ValueError) as error:
         build_dataset("market", tmp_path)
