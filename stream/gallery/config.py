@@ -51,8 +51,8 @@ class GalleryConfig(BaseModel):
         description="a tracklet that is still the only one of its identity tries again to join "
         "one at each re-match (its id may change once): a track the tracker broke finds the "
         "same person's earlier track on its camera once that one has ended. Off by default: "
-        "with the shipped model on real footage it merged different people (TUD-Campus "
-        "global-id IDF1 0.651 -> 0.581, bench/README.md)",
+        "on real footage it merged different people with the first release (TUD-Campus "
+        "global-id IDF1 0.651 -> 0.581) and gains nothing with the current one (bench/README.md)",
     )
     exact: bool = Field(
         True,
