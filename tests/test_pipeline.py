@@ -377,3 +377,68 @@ def test_stream_calibrate_writes_a_threshold_that_stream_run_uses_for_that_model
     cams_yaml.write_text(yaml.safe_dump(cams))
     workers = worker_configs(load_cams_config(cams_yaml), tmp_path / "run2", "r", str(cams_yaml))
     assert "threshold" not in yaml.safe_load(workers[0].config_path.read_text())["gallery"]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_assignments_of_external_curve_workers_are_recorded(scene: Path, tmp_path: Path) -> None:
+    """The compose layout: an external worker on tcp with Curve; the supervisor's SUB must
+    speak Curve like the cameras' to record the assignments (it connected in clear before)."""
+    from stream.security import generate_keypair
+
+    generate_keypair(tmp_path / "worker", "worker")
+    generate_keypair(tmp_path / "stage", "stage", authorize_dir=tmp_path / "accepted")
+    crops, assignments = (f"tcp://127.0.0.1:{_free_port()}" for _ in range(2))
+    server = {
+        "enabled": True,
+        "server_secret_key": str(tmp_path / "worker" / "worker.key_secret"),
+        "client_keys_dir": str(tmp_path / "accepted"),
+    }
+    worker = {
+        "embedder": {"runtime": "torch", "model": str(scene / "tiny.safetensors"), "threads": 1},
+        "gallery": {"path": str(tmp_path / "gallery"), "threshold": 10.0},
+        "tracklets": {"min_crops": 2},
+        "sockets": {
+            "crops": {"endpoint": crops, "bind": True},
+            "assignments": {"endpoint": assignments, "bind": True},
+            "curve": server,
+        },
+    }
+    (tmp_path / "worker.yaml").write_text(yaml.safe_dump(worker))
+    log = tmp_path / "worker.log"
+    command = [sys.executable, "-m", "stream", "worker", "--config", str(tmp_path / "worker.yaml")]
+    process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while "ready" not in log.read_text():
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(0.2)
+        cams = yaml.safe_load((scene / "cams.yaml").read_text())
+        for camera in cams["cameras"]:
+            camera["source"] = str(scene / camera["source"])
+            camera["ground_truth"] = str(scene / camera["ground_truth"])
+        del cams["worker"]
+        cams["workers"] = {
+            "crop_endpoints": [crops],
+            "assignment_endpoints": [assignments],
+            "curve": {
+                "enabled": True,
+                "client_secret_key": str(tmp_path / "stage" / "stage.key_secret"),
+                "server_public_key": str(tmp_path / "worker" / "worker.key"),
+            },
+        }
+        path = tmp_path / "cams.yaml"
+        path.write_text(yaml.safe_dump(cams))
+        run_pipeline(path, tmp_path / "run", live=False)
+    finally:
+        process.terminate()
+        process.wait(60)
+    recorded = _lines(tmp_path / "run" / "assignments.jsonl")
+    assert recorded and {a["camera"] for a in recorded} <= {"cam1", "cam2"}
