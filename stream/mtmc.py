@@ -265,7 +265,73 @@ def write_result_files(run_dir: Path) -> list[Path]:
             aicity.append(f"{numbers[camera]} {global_id} {frame} {x} {y} {w} {h} -1 -1")
     (folder / "aicity_mtmc.txt").write_text("".join(f"{line}\n" for line in aicity))
     (folder / "aicity_cameras.json").write_text(json.dumps(numbers, indent=2) + "\n")
-    return [*written, folder / "aicity_mtmc.txt"]
+    sheet = identity_sheet(run_dir, folder / "identities.png")
+    return [*written, folder / "aicity_mtmc.txt", *([sheet] if sheet else [])]
+
+
+def identity_sheet(run_dir: Path, out: Path, max_rows: int = 40, height: int = 96) -> Path | None:
+    """Who was seen where: a row per global id (those seen by the most cameras first), a column
+    per camera, each cell the identity's longest tracklet's thumbnail there (``tracklets.jsonl``
+    thumbnails, final ids from ``assignments.jsonl``). None when the run kept no thumbnails."""
+    import cv2
+
+    tracklets_path = run_dir / "tracklets.jsonl"
+    if not tracklets_path.is_file():
+        return None
+    final = read_final_assignments(run_dir / "assignments.jsonl")
+    best: dict[tuple[int, str], tuple[int, str]] = {}  # (id, camera) -> (frames, thumbnail)
+    cameras: set[str] = set()
+    for line in tracklets_path.read_text().splitlines():
+        record = json.loads(line)
+        global_id = final.get((record["camera"], record["track_id"]), record.get("global_id"))
+        if global_id is None or not record.get("thumbnail"):
+            continue
+        cameras.add(record["camera"])
+        key = (int(global_id), record["camera"])
+        if record["frames"] > best.get(key, (-1, ""))[0]:
+            best[key] = (record["frames"], record["thumbnail"])
+    if not best:
+        return None
+    columns = sorted(cameras)
+    seen_on: dict[int, int] = defaultdict(int)
+    for global_id, _ in best:
+        seen_on[global_id] += 1
+    rows = sorted(seen_on, key=lambda g: (-seen_on[g], g))[:max_rows]
+    width, label = height // 2, 56
+    sheet = np.full(
+        (24 + len(rows) * (height + 4), label + len(columns) * (width + 4), 3), 255, np.uint8
+    )
+    for c, camera in enumerate(columns):
+        cv2.putText(
+            sheet,
+            camera[:8],
+            (label + c * (width + 4), 16),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4,
+            (0, 0, 0),
+            1,
+        )
+    for r, global_id in enumerate(rows):
+        top = 24 + r * (height + 4)
+        cv2.putText(
+            sheet,
+            f"G{global_id}",
+            (4, top + height // 2),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.45,
+            (0, 0, 0),
+            1,
+        )
+        for c, camera in enumerate(columns):
+            entry = best.get((global_id, camera))
+            image = cv2.imread(entry[1]) if entry else None
+            if image is None:
+                continue
+            left = label + c * (width + 4)
+            sheet[top : top + height, left : left + width] = cv2.resize(image, (width, height))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(out), sheet)
+    return out
 
 
 def evaluate_run(run_dir: Path, gt: Path, online: bool = False) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import yaml
@@ -71,6 +72,9 @@ def test_run_writes_events_videos_summary_and_cross_camera_ids(scene: Path) -> N
         assert global_id == final.get(("cam1", event["track_id"]), global_id)
     aicity = (out / "results" / "aicity_mtmc.txt").read_text().splitlines()
     assert len(aicity) == len(events) and aicity[0].split()[0] in {"1", "2"}
+    sheet = cv2.imread(str(out / "results" / "identities.png"))  # who was seen where
+    shown = {a["global_id"] for a in assignments}
+    assert sheet is not None and sheet.shape[0] >= 24 + min(len(shown), 40) * 100
     from stream.gallery import read_manifest
 
     manifest = read_manifest(out / "gallery")
