@@ -266,6 +266,27 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return merged
 
 
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """`a.b=1 c=x` → {"a": {"b": 1}, "c": "x"}; values are parsed as YAML scalars."""
+    tree: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(
+                f"override {item!r} is not key=value (e.g. optimizer.lr=0.02 or gallery.threshold=0.5)"
+            )
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as error:
+            raise ValueError(f"override {item!r}: value is not valid YAML: {error}") from None
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree
+
+
 def read_text_file(path: Path, what: str) -> str:
     """A config file's text; an unreadable or non-UTF-8 file is a `ValueError` naming it."""
     try:

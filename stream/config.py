@@ -29,7 +29,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from reid_core.config import ConfigPath, read_text_file
+from reid_core.config import ConfigPath, deep_merge, read_text_file
 from stream.security import CurveConfig
 
 STREAM_URL = re.compile(r"^(rtsp|rtsps|rtmp|http|https|udp|tcp)://", re.IGNORECASE)
@@ -708,8 +708,10 @@ def parse_cams_config(text: str, source: str, base_dir: Path | None) -> CamsConf
         ) from None
 
 
-def load_cams_config(path: str | Path) -> CamsConfig:
-    """Read and validate ``cams.yaml``; paths in it are relative to its folder."""
+def load_cams_config(path: str | Path, overrides: dict[str, Any] | None = None) -> CamsConfig:
+    """Read and validate ``cams.yaml``; paths in it are relative to its folder. ``overrides``
+    (`reid_core.config.parse_overrides` of ``--set key=value``) are deep-merged over its
+    mappings first; errors then name the file "with --set"."""
     path = Path(path)
     if not path.exists():
         raise CamsConfigError(f"cams config not found: {path}")
@@ -717,4 +719,9 @@ def load_cams_config(path: str | Path) -> CamsConfig:
         text = read_text_file(path, "cams config")
     except ValueError as error:
         raise CamsConfigError(str(error)) from None
-    return parse_cams_config(text, str(path), path.resolve().parent)
+    source = str(path)
+    if overrides:
+        parse_cams_config(text, source, path.resolve().parent)  # the file's own errors, by line
+        text = yaml.safe_dump(deep_merge(yaml.safe_load(text), overrides), sort_keys=False)
+        source = f"{path} with --set"
+    return parse_cams_config(text, source, path.resolve().parent)

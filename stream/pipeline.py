@@ -560,12 +560,14 @@ def run_pipeline(
     resume: bool = False,
     overwrite: bool = False,
     on_tick: Callable[[Supervisor], None] | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run every camera of cams.yaml to its end (or Ctrl-C); returns summary.json's content.
 
     ``out`` must hold no run unless ``resume`` (continue it) or ``overwrite`` (replace it).
     ``after_start(supervisor)`` runs once everything is started, ``on_tick(supervisor)`` on
-    every supervision tick (fault-injection tests use them to kill workers)."""
+    every supervision tick (fault-injection tests use them to kill workers). ``overrides``
+    (``--set``) are merged over cams.yaml."""
     import zmq
     from rich.console import Console
     from rich.live import Live
@@ -573,7 +575,7 @@ def run_pipeline(
     from stream.security import open_endpoint
     from stream.wire import AssignmentMessage, StatsMessage
 
-    config = load_cams_config(cameras_yaml)
+    config = load_cams_config(cameras_yaml, overrides)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     resume_at = prepare_out(out, resume=resume, overwrite=overwrite)
@@ -673,6 +675,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--device", help="--source: where the worker embeds (cpu, cuda:0)")
     parser.add_argument("--out", type=Path, default=Path("runs/stream"), help="output folder")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a cams.yaml value by its dotted path, e.g. gallery.threshold=0.5 or "
+        "crops.every_n_frames=3 (repeatable; mappings only, not list items)",
+    )
     parser.add_argument("--max-frames", type=int, help="stop each camera after N frames")
     parser.add_argument("--no-live", action="store_true", help="no live table (logs, CI)")
     parser.add_argument(
@@ -719,6 +729,8 @@ def quick_cams(
 
 
 def _handle(args: argparse.Namespace) -> int:
+    from reid_core.config import parse_overrides
+
     if args.cameras is None:
         args.out.mkdir(parents=True, exist_ok=True)
         args.cameras = args.out / "cams.yaml"
@@ -735,6 +747,7 @@ def _handle(args: argparse.Namespace) -> int:
         live=not args.no_live,
         resume=args.resume,
         overwrite=args.overwrite,
+        overrides=parse_overrides(args.set),
     )
     print(
         f"wrote {args.out}/events.jsonl ({summary['events']} events, {summary['global_ids']} "

@@ -446,3 +446,13 @@ def test_assignments_of_external_curve_workers_are_recorded(scene: Path, tmp_pat
         process.wait(60)
     recorded = _lines(tmp_path / "run" / "assignments.jsonl")
     assert recorded and {a["camera"] for a in recorded} <= {"cam1", "cam2"}
+
+
+def test_stream_run_set_overrides_reach_the_run(
+    scene: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    argv = ["run", "--cameras", str(scene / "cams.yaml"), "--out", str(tmp_path / "o"), "--no-live"]
+    assert stream_main([*argv, "--set", "crops.every_n_frames"]) == 2
+    assert "is not key=value" in capsys.readouterr().err
+    assert stream_main([*argv, "--set", "outputs.video=false", "--max-frames", "5"]) == 0
+    assert not (tmp_path / "o" / "videos").exists()  # the override was applied

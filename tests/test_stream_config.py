@@ -191,3 +191,17 @@ def test_the_default_detector_suits_the_sources(tmp_path: Path) -> None:
     assert load_cams_config(write(tmp_path, synthetic)).detector.name == "background_subtraction"
     named = synthetic + "detector: {name: ssdlite}\n"
     assert load_cams_config(write(tmp_path, named)).detector.name == "ssdlite"
+
+
+def test_set_overrides_a_cams_yaml_value_by_its_dotted_path(tmp_path: Path) -> None:
+    from reid_core.config import parse_overrides
+
+    (tmp_path / "cam1.mp4").write_bytes(b"")
+    path = write(tmp_path, "cameras:\n  - id: a\n    source: cam1.mp4\ncrops: {min_width: 20}\n")
+    config = load_cams_config(
+        path, parse_overrides(["crops.every_n_frames=3", "tracker.name=ocsort"])
+    )
+    assert config.crops.every_n_frames == 3 and config.crops.min_width == 20  # merged, not replaced
+    assert config.tracker.name == "ocsort"
+    with pytest.raises(CamsConfigError, match=r"cams.yaml with --set:\d+: crops.every_n_frames"):
+        load_cams_config(path, parse_overrides(["crops.every_n_frames=-1"]))

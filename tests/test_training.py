@@ -15,7 +15,8 @@ import torch
 import yaml
 
 from reid_core import load
-from trainer.config import load_train_config, parse_overrides
+from reid_core.config import parse_overrides
+from trainer.config import load_train_config
 from trainer.engine import (
     FAULT_ENV,
     lr_factor,

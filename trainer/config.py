@@ -7,11 +7,10 @@ command line address any field by its dotted path (``optimizer.lr=0.02``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError
 
 from reid_core.config import StrictModel, deep_merge, read_yaml_with_bases
@@ -104,25 +103,6 @@ class TrainConfig(StrictModel):
     amp: Literal["off", "bf16", "fp16"] = "bf16"
     log_every: int = Field(10, ge=1)
     max_steps_per_epoch: int | None = Field(None, ge=1)
-
-
-def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """`a.b=1 c=x` → {"a": {"b": 1}, "c": "x"}; values are parsed as YAML scalars."""
-    tree: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"override {item!r} is not key=value (e.g. optimizer.lr=0.02)")
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError as error:
-            raise ValueError(f"override {item!r}: value is not valid YAML: {error}") from None
-        node = tree
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return tree
 
 
 def load_train_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> TrainConfig:

@@ -589,8 +589,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _handle(args: argparse.Namespace) -> int:
-    from reid_core.config import deep_merge
-    from trainer.config import parse_overrides
+    from reid_core.config import deep_merge, parse_overrides
 
     overrides = parse_overrides(args.overrides)
     if args.data_root:
