@@ -13,8 +13,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import re
+import shutil
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 DEBUG_FLAG = "--debug"
 EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 2, 1, 130
@@ -70,3 +72,33 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> i
             file=sys.stderr,
         )
         return EXIT_INTERNAL
+
+
+def claim_output_folder(
+    out: Path, used: Sequence[str], what: str, *, resume: bool, overwrite: bool
+) -> None:
+    """The --resume / --overwrite rule of a command that writes into ``out``, where ``used``
+    names the entries an earlier run left there: both flags at once, or a used folder with
+    neither, is an error; ``resume`` keeps everything; ``overwrite`` deletes exactly those
+    entries (and nothing else of the folder), tolerating another process deleting them too."""
+    if resume and overwrite:
+        raise ValueError("--resume continues the run in --out and --overwrite deletes it: pick one")
+    if resume:
+        return
+    if used and not overwrite:
+        raise ValueError(
+            f"{out} already holds {what} ({', '.join(used)}): pass --resume to continue it or "
+            "--overwrite to replace it, or choose another --out"
+        )
+    for name in used:
+        target = out / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target, onerror=_unless_gone)
+        else:
+            target.unlink(missing_ok=True)
+
+
+def _unless_gone(function: object, path: str, error: tuple) -> None:
+    """rmtree's error hook: an entry another process deleted first is fine, nothing else."""
+    if not isinstance(error[1], FileNotFoundError):
+        raise error[1]

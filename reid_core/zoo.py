@@ -76,18 +76,24 @@ def read_card(name: str = DEFAULT_MODEL) -> ModelCard:
         raise ValueError(f"{path}: not a valid model card: {error}") from None
 
 
-def shipped_model_path(name: str = DEFAULT_MODEL, verify: bool = True) -> Path:
-    """The weights of shipped model ``name``, checked against its card's SHA-256."""
-    card = read_card(name)
-    path = models_dir() / card.file
+def carded_file(card_path: Path, file: str, sha256: str | None) -> Path:
+    """The file a card names (relative to the card), present and, unless ``sha256`` is None,
+    with that SHA-256: a shipped file altered or replaced without its card is refused."""
+    path = card_path.parent / file
     if not path.is_file():
-        raise FileNotFoundError(f"model card {name}.json names {path}, which does not exist")
-    if verify and (digest := file_sha256(path)) != card.sha256:
+        raise FileNotFoundError(f"card {card_path.name} names {path}, which does not exist")
+    if sha256 is not None and (digest := file_sha256(path)) != sha256:
         raise ValueError(
-            f"{path}: SHA-256 {digest} does not match its card ({card.sha256}); the file was "
+            f"{path}: SHA-256 {digest} does not match its card ({sha256}); the file was "
             "altered or replaced without its card"
         )
     return path
+
+
+def shipped_model_path(name: str = DEFAULT_MODEL, verify: bool = True) -> Path:
+    """The weights of shipped model ``name``, checked against its card's SHA-256."""
+    card = read_card(name)
+    return carded_file(models_dir() / f"{name}.json", card.file, card.sha256 if verify else None)
 
 
 def cache_dir() -> Path:

@@ -358,21 +358,16 @@ class DetectorCard(BaseModel):
 
 def shipped_detector_path(name: str = SSDLITE) -> Path:
     """The shipped detector's ONNX, checked against its card's SHA-256."""
-    from reid_core.zoo import file_sha256, models_dir
+    from reid_core.zoo import carded_file, models_dir
 
     card_path = models_dir() / "detectors" / f"{name}.json"
     if not card_path.is_file():
         raise DetectorError(f"no shipped detector {name!r}: {card_path} does not exist")
     card = DetectorCard.model_validate_json(card_path.read_text())
-    path = card_path.parent / card.file
-    if not path.is_file():
-        raise DetectorError(f"detector card {card_path} names {path}, which does not exist")
-    if (digest := file_sha256(path)) != card.sha256:
-        raise DetectorError(
-            f"{path}: SHA-256 {digest} does not match its card ({card.sha256}); the file was "
-            "altered or replaced without its card"
-        )
-    return path
+    try:
+        return carded_file(card_path, card.file, card.sha256)
+    except (FileNotFoundError, ValueError) as error:
+        raise DetectorError(str(error)) from None
 
 
 class SsdliteDetector:

@@ -34,7 +34,6 @@ import json
 import multiprocessing
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -110,28 +109,18 @@ def _cut_partial_line(path: Path) -> None:
 def prepare_out(out: Path, *, resume: bool, overwrite: bool) -> dict[str, ResumePoint]:
     """Make ``out`` ready for a run: fresh, or cleared (``overwrite``), or a killed run to
     continue (``resume``: its resume points). A used folder without either is an error."""
-    if resume and overwrite:
-        raise ValueError("--resume continues the run in --out and --overwrite deletes it: pick one")
+    from reid_core.cli import claim_output_folder
+
     used = [name for name in (*RUN_OUTPUTS, *RUN_FOLDERS) if (out / name).exists()]
-    if resume:
-        events = out / "events.jsonl"
-        if not events.is_file():
-            raise ValueError(f"--resume: {out} holds no run to continue (no events.jsonl)")
-        for name in ("events.jsonl", "assignments.jsonl", "tracklets.jsonl"):
-            _cut_partial_line(out / name)
-        return resume_points(events)
-    if used and not overwrite:
-        raise ValueError(
-            f"{out} already holds a run ({', '.join(used)}): pass --resume to continue it or "
-            "--overwrite to replace it, or choose another --out"
-        )
-    for name in used:
-        target = out / name
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        else:
-            target.unlink()
-    return {}
+    claim_output_folder(out, used, "a run", resume=resume, overwrite=overwrite)
+    if not resume:
+        return {}
+    events = out / "events.jsonl"
+    if not events.is_file():
+        raise ValueError(f"--resume: {out} holds no run to continue (no events.jsonl)")
+    for name in ("events.jsonl", "assignments.jsonl", "tracklets.jsonl"):
+        _cut_partial_line(out / name)
+    return resume_points(events)
 
 
 def _record_run(out: Path, run_id: str, cameras_yaml: Path, resumed: bool) -> None:
@@ -294,9 +283,11 @@ def worker_configs(
         checked.embedder.resolved()
     except FileNotFoundError as error:
         raise ValueError(f"{source}: worker.{error}") from None
-    if "threshold" not in gallery:  # `stream calibrate --cameras` wrote one for this model?
+    from stream.calibration import calibration_path, read_calibration
+
+    # `stream calibrate --cameras` wrote a threshold beside cams.yaml: is it for this model?
+    if "threshold" not in gallery and calibration_path(Path(source)).is_file():
         from reid_core.zoo import shipped_model_path
-        from stream.calibration import read_calibration
 
         model = checked.embedder.model or shipped_model_path()
         calibrated = read_calibration(Path(source), Path(model))
@@ -704,6 +695,8 @@ def quick_cams(
 ) -> dict[str, Any]:
     """A cams.yaml mapping for `stream run --source`: one camera per source (ids from the file
     names, or cam1, cam2, ... for URLs and webcams), the defaults for everything else."""
+    from reid_core.runtime.embedder import runtime_for
+
     cameras, ids = [], set()
     for number, source in enumerate(sources, start=1):
         stem = "".join(c if c.isalnum() or c in "_.-" else "-" for c in Path(source).stem)
@@ -720,7 +713,7 @@ def quick_cams(
     embedder: dict[str, Any] = {}
     if model is not None:
         embedder["model"] = str(model.resolve())
-        embedder["runtime"] = "onnxruntime" if model.suffix == ".onnx" else "torch"
+        embedder["runtime"] = runtime_for(model)
     if device is not None:
         embedder["device"] = device
     if embedder:

@@ -174,7 +174,7 @@ def contact_sheet(rows: list[Appearance], query: dict | None, out: Path) -> Path
 def _open(args: argparse.Namespace):
     """(gallery, embedder) for the query: the model comes from --model or the gallery's
     manifest; the gallery is opened with that model's feature sizes."""
-    from reid_core.runtime.embedder import EmbedderConfig
+    from reid_core.runtime.embedder import EmbedderConfig, runtime_for
     from stream.gallery import Gallery, GalleryConfig, GalleryError, read_manifest
 
     manifest = read_manifest(Path(args.gallery)) if args.gallery else None
@@ -184,7 +184,7 @@ def _open(args: argparse.Namespace):
             f"gallery folder {args.gallery} does not exist (a `stream run` writes one)"
         )
     if args.model:
-        runtime = args.runtime or ("onnxruntime" if args.model.endswith(".onnx") else "torch")
+        runtime = args.runtime or runtime_for(args.model)
         embedder_config = EmbedderConfig(runtime=runtime, model=Path(args.model))
     elif manifest is not None:
         embedder_config = manifest.embedder

@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 from safetensors import safe_open
+from stream_setup import TINY_MODEL
 
 from reid_core import build_model, load, save
 from reid_core.checkpoint import save_for_inference
@@ -29,13 +30,6 @@ from trainer.engine import train
 from trainer.synth.reid_set import ReidSetConfig, write_reid_set
 
 pytestmark = pytest.mark.xdist_group("training")
-
-TINY_MODEL = {
-    "backbone": {"name": "resnet18", "weights": "random"},
-    "transformer": {"d_model": 32, "nhead": 2, "num_encoder_layers": 1, "dim_feedforward": 64},
-    "heads": {"num_parts": 3},
-    "input_size": [64, 32],
-}
 
 
 def test_an_inference_file_drops_the_heads_and_halves_the_floats(tmp_path: Path) -> None:

@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import random
-import shutil
 import signal
 import time
 from collections import defaultdict
@@ -492,23 +491,12 @@ TRAIN_OUTPUTS = (
 def prepare_train_out(out: Path, *, resume: bool, overwrite: bool) -> None:
     """A fresh --out, or one cleared with ``overwrite``; ``resume`` continues what is there.
     Training into a used folder without either would mix two runs' checkpoints and logs."""
-    if resume and overwrite:
-        raise ValueError("--resume continues the run in --out and --overwrite deletes it: pick one")
-    if resume:
-        return
+    from reid_core.cli import claim_output_folder
+
     used = [name for name in TRAIN_OUTPUTS if (out / name).exists()]
     used += sorted(p.name for p in out.glob("rank*_identities.json"))
-    if used and not overwrite:
-        raise ValueError(
-            f"{out} already holds a training run ({', '.join(used)}): pass --resume to continue "
-            "it or --overwrite to replace it, or choose another --out"
-        )
-    for name in used:
-        target = out / name
-        if target.is_dir():
-            shutil.rmtree(target, ignore_errors=True)  # another rank may be deleting it too
-        else:
-            target.unlink(missing_ok=True)
+    # every rank clears the folder (nodes may not share a filesystem): deletions may race
+    claim_output_folder(out, used, "a training run", resume=resume, overwrite=overwrite)
 
 
 def train(

@@ -63,6 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _handle(args: argparse.Namespace) -> int:
+    from reid_core.runtime.embedder import runtime_for
     from trainer.viz import collect_images
 
     if args.out.suffix != ".npz":
@@ -70,8 +71,7 @@ def _handle(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be ≥ 1, got {args.batch_size}")
     paths = collect_images(args.images)
-    onnx = args.model is not None and args.model.suffix == ".onnx"
-    runtime = args.runtime or ("onnxruntime" if onnx else "torch")
+    runtime = args.runtime or (runtime_for(args.model) if args.model else "torch")
     arrays = extract_features(paths, args.model, runtime, args.batch_size)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(args.out, **arrays)

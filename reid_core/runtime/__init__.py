@@ -8,6 +8,7 @@ from reid_core.runtime.embedder import (
     EmbedderConfig,
     ensure_malloc_env,
     runtime_class,
+    runtime_for,
 )
 from reid_core.runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD, INPUT_SIZE, preprocess_crops
 
@@ -22,4 +23,5 @@ __all__ = [
     "ensure_malloc_env",
     "preprocess_crops",
     "runtime_class",
+    "runtime_for",
 ]

@@ -14,6 +14,7 @@ import os
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated, Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -105,6 +106,11 @@ class PreprocessingEmbedder(ABC):
             f"{type(self).__name__}(device={self.device!r}, d={self.dim}, K={self.num_parts}, "
             f"input={self.input_size[0]}x{self.input_size[1]})"
         )
+
+
+def runtime_for(model: str | Path) -> str:
+    """The runtime that serves a model file: onnxruntime an ``.onnx``, torch a checkpoint."""
+    return "onnxruntime" if Path(model).suffix == ".onnx" else "torch"
 
 
 def runtime_class(name: str) -> type[PreprocessingEmbedder]:
