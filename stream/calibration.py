@@ -131,6 +131,7 @@ def calibrate_threshold(
 # --- `stream calibrate`: the threshold of a model for your own people ---------------------
 
 CALIBRATION_SUFFIX = ".calibration.yaml"
+DEFAULT_OUT = Path("calibration.yaml")  # `stream calibrate` with neither --cameras nor --out
 
 
 def calibration_path(cams_yaml: Path) -> Path:
@@ -217,9 +218,14 @@ def register(subparsers: Any) -> None:
         "--option", action="append", default=[], metavar="KEY=VALUE", help="data set option"
     )
     parser.add_argument("--model", type=Path, help="checkpoint (default: the shipped model)")
-    where = parser.add_mutually_exclusive_group(required=True)
+    where = parser.add_mutually_exclusive_group()
     where.add_argument("--cameras", type=Path, help="the cams.yaml it is for")
-    where.add_argument("--out", type=Path, help="write the calibration YAML here")
+    where.add_argument(
+        "--out",
+        type=Path,
+        help="write the calibration YAML here (default without --cameras: calibration.yaml; "
+        "`stream run` reads it as CAMS.calibration.yaml beside cams.yaml)",
+    )
     parser.set_defaults(handler=_handle)
 
 
@@ -231,7 +237,7 @@ def _handle(args: Any) -> int:
 
     model = args.model or shipped_model_path()
     calibration = calibrate_on_data(model, args.dataset, args.data, parse_options(args.option))
-    out = args.out or calibration_path(args.cameras)
+    out = args.out or (calibration_path(args.cameras) if args.cameras else DEFAULT_OUT)
     out.write_text(yaml.safe_dump(calibration, sort_keys=False))
     c = calibration["calibration"]
     print(

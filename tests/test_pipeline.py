@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from unittest.mock import ANY
 
 import cv2
 import numpy as np
@@ -352,7 +353,7 @@ def test_the_progress_line_says_what_the_live_table_says() -> None:
 
 
 def test_stream_calibrate_writes_a_threshold_that_stream_run_uses_for_that_model(
-    scene: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    scene: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from test_folder_dataset import write_people
 
@@ -371,6 +372,13 @@ def test_stream_calibrate_writes_a_threshold_that_stream_run_uses_for_that_model
     threshold = written["gallery"]["threshold"]
     assert threshold > 0 and written["calibration"]["identities"] == 6
     assert f"threshold {threshold:.4f}" in capsys.readouterr().out
+    monkeypatch.chdir(tmp_path)  # SPEC §8's bare form: `stream calibrate --model M --data DIR`
+    bare = ["calibrate", "--model", str(model), "--data", str(people)]
+    assert stream_main([*bare, "--option", "test_fraction=0.5"]) == 0
+    assert yaml.safe_load((tmp_path / "calibration.yaml").read_text()) == {
+        **written,
+        "calibration": {**written["calibration"], "created": ANY},
+    }
 
     workers = worker_configs(load_cams_config(cams_yaml), tmp_path / "run", "r", str(cams_yaml))
     settings = yaml.safe_load(workers[0].config_path.read_text())
