@@ -100,6 +100,18 @@ ROWS: dict[str, tuple[str, str, str, dict[str, Any]]] = {
         FULL,
         {"loss": {"weights": {"part_supervision": 1.0}}, "heads": {"part_source": "projection"}},
     ),
+    "row5_part_supervised_backbone": (
+        "ablation",
+        "#5 + L_part, parts from the backbone",
+        FULL,
+        {"loss": {"weights": {"part_supervision": 1.0}}, "heads": {"part_source": "backbone"}},
+    ),
+    "row5_backbone_parts": (
+        "ablation",
+        "#5, parts from the backbone",
+        FULL,
+        {"heads": {"part_source": "backbone"}},
+    ),
 }
 
 

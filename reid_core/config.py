@@ -104,7 +104,9 @@ class HeadsConfig(StrictModel):
     or ``projection`` (the 1×1-projected backbone map, before the position embedding and the
     encoder's global self-attention, as part-based models such as BPBreID pool from the
     backbone: every E token has attended to the whole crop, so parts pooled from E resemble
-    the global feature; the segmentation still comes from E).
+    the global feature; the segmentation still comes from E) or ``backbone`` (a 1×1
+    projection of the backbone map of its own: local appearance like ``projection``, but the
+    part losses no longer train the projection the encoder and the global feature read).
     """
 
     num_parts: int = Field(10, ge=0)
@@ -113,7 +115,7 @@ class HeadsConfig(StrictModel):
     heatmap_temperature: float = Field(0.1, gt=0.0)
     segmentation_temperature: float = Field(0.1, gt=0.0)
     jacobian: Literal["query", "heatmap_pooled"] = "query"
-    part_source: Literal["encoder", "projection"] = "encoder"
+    part_source: Literal["encoder", "projection", "backbone"] = "encoder"
 
     @model_validator(mode="after")
     def _branches_match_parts(self) -> HeadsConfig:

@@ -101,6 +101,11 @@ class MotionAwareTransformer(nn.Module):
             else None
         )
         self.encoder = build_encoder(width, self.dim) if width.use_encoder else None
+        self.part_projection = (
+            nn.Conv2d(self.backbone.out_channels, self.dim, kernel_size=1)
+            if heads.num_parts and heads.part_source == "backbone"
+            else None
+        )
         self.has_keypoints = heads.num_parts > 0 and heads.keypoints != "off"
         num_keypoints = heads.num_parts if self.has_keypoints else 0
         self.decoder = self.segmentation_head = self.keypoint_head = None
@@ -130,13 +135,16 @@ class MotionAwareTransformer(nn.Module):
 
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Backbone → projection + position → encoder (SPEC §2.1-2.3): E [B, d, h, w] and the
-        map the part features are pooled from (E, or the projected map: heads.part_source)."""
-        feature_map = self.backbone(images)
+        map the part features are pooled from (heads.part_source: E, the projected map, or the
+        backbone map through the parts' own projection)."""
+        backbone_map = feature_map = self.backbone(images)
         projected = feature_map
         if self.projection is not None:
             projected, feature_map = self.projection(feature_map)
         if self.encoder is not None:
             feature_map = to_map(self.encoder(to_tokens(feature_map)), self.grid)
+        if self.part_projection is not None:
+            return feature_map, self.part_projection(backbone_map)
         part_source = projected if self.config.heads.part_source == "projection" else feature_map
         return feature_map, part_source
 
