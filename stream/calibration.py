@@ -217,6 +217,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--option", action="append", default=[], metavar="KEY=VALUE", help="data set option"
     )
+    parser.add_argument(
+        "options", nargs="*", metavar="key=value", help="data set options (as --option)"
+    )
     parser.add_argument("--model", type=Path, help="checkpoint (default: the shipped model)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--cameras", type=Path, help="the cams.yaml it is for")
@@ -236,7 +239,9 @@ def _handle(args: Any) -> int:
     from trainer.data.cli import parse_options
 
     model = args.model or shipped_model_path()
-    calibration = calibrate_on_data(model, args.dataset, args.data, parse_options(args.option))
+    calibration = calibrate_on_data(
+        model, args.dataset, args.data, parse_options([*args.option, *args.options])
+    )
     out = args.out or (calibration_path(args.cameras) if args.cameras else DEFAULT_OUT)
     out.write_text(yaml.safe_dump(calibration, sort_keys=False))
     c = calibration["calibration"]

@@ -12,6 +12,7 @@ SUBCOMMAND_MODULES = [
     "stream.worker_cli",
     "stream.mtmc",
     "stream.calibration",
+    "stream.harvest",
     "stream.search",
     "stream.demo",
     "stream.security",

@@ -22,7 +22,9 @@ Counters: received (messages), embedded (crops), dropped_malformed, batches, tra
 tracklets_evicted (finished early: more than ``tracklets.max_open`` open), assignments.
 Gauges: latency p50/p95 (ms from the receipt of the message that made a tracklet due — its
 last crop or its end — to the assignment being published: queue + batch wait + embed +
-match), embed p50/p95 (ms per batch), crops_per_s, open_tracklets, queued_crops. Logged and published as a ``stats`` message every ``stats_interval_s`` (windows
+match), embed p50/p95 (ms per batch), crops_per_s, open_tracklets, queued_crops,
+match_threshold (the gallery's, as resolved: `stream harvest` reads it from summary.json).
+Logged and published as a ``stats`` message every ``stats_interval_s`` (windows
 of the last 1,024 samples, so memory stays flat).
 
 SIGTERM / SIGINT: stop polling, take what ZeroMQ already queued, embed every waiting crop,
@@ -386,6 +388,7 @@ class Worker:
             "open_tracklets": float(len(self.tracklets)),
             "queued_crops": float(len(self.pending)),
             "crops_per_s": (self.counters["embedded"] - mark_embedded) / max(now - mark_time, 1e-9),
+            "match_threshold": float(self.gallery.config.threshold),
         }
         for name, samples in (("latency", self.latency_ms), ("embed", self.embed_ms)):
             if samples:

@@ -76,6 +76,34 @@ def test_trainer_data_reads_a_folder_set(tmp_path: Path, capsys: pytest.CaptureF
     assert "folder" in capsys.readouterr().out
 
 
+def _held_out_identities(output: str) -> int:
+    """# ids of the query row of `trainer data`'s table."""
+    row = next(line for line in output.splitlines() if "query" in line)
+    return int(row.split("│")[2])
+
+
+def test_data_set_options_are_key_value_on_every_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`trainer data` and `trainer eval` take data set options as positional key=value (as
+    `trainer train` takes config overrides); `--option` stays for `trainer data`."""
+    from reid_core import build_model, save
+    from test_training import TINY_MODEL
+
+    root = write_people(tmp_path / "people")
+    base = ["data", "--dataset", "folder", "--root", str(root)]
+    assert trainer_main([*base, "test_fraction=0.5"]) == 0
+    assert _held_out_identities(capsys.readouterr().out) == 5
+    assert trainer_main([*base, "--option", "test_fraction=0.3"]) == 0
+    assert _held_out_identities(capsys.readouterr().out) == 3
+    save(build_model(TINY_MODEL).eval(), tmp_path / "m.safetensors")
+    argv = ["eval", "--checkpoint", str(tmp_path / "m.safetensors"), "--dataset", "folder"]
+    argv += ["--root", str(root), "--out", str(tmp_path / "eval")]
+    assert trainer_main([*argv, "test_fraction=0.5", "seed=3"]) == 0
+    assert trainer_main([*argv, "test_fractio=0.5"]) == 2  # a wrong option is named
+    assert "test_fractio" in capsys.readouterr().err
+
+
 def test_a_model_trains_on_a_folder_set(tmp_path: Path) -> None:
     from test_training import write_tiny_config
 

@@ -93,6 +93,33 @@ def test_part_features_and_visibility_follow_the_segmentation() -> None:
     assert torch.allclose(features.part_features[0, 1], feature_map[0, :, 5, 0], atol=1e-4)
 
 
+@pytest.mark.parametrize("source", ["encoder", "projection", "backbone"])
+def test_part_features_are_pooled_from_the_configured_map(source: str) -> None:
+    """heads.part_source: E (the paper), the shared projection before the encoder, or the
+    backbone map through the parts' own projection (then the global path has no part weights)."""
+    model = build_model(
+        tiny_model_config(heads={"num_parts": 3, "part_source": source}, neck={"bnneck": False})
+    ).eval()
+    assert (model.part_projection is not None) == (source == "backbone")
+    images = torch.randn(2, 3, 256, 128)
+    with torch.no_grad():
+        features = model(images)
+        backbone_map = model.backbone(images)
+        projected, _ = model.projection(backbone_map)
+        encoded = model.encode(images)[0]
+        expected_source = {
+            "encoder": encoded,
+            "projection": projected,
+            "backbone": model.part_projection(backbone_map) if model.part_projection else None,
+        }[source]
+    parts = features.segmentation[:, 1:]
+    expected = torch.einsum("bkhw,bdhw->bkd", parts, expected_source) / (
+        parts.sum((2, 3)).unsqueeze(-1) + 1e-6
+    )
+    assert torch.allclose(features.part_features, expected, atol=1e-4)
+    assert torch.allclose(features.global_features, encoded.mean((2, 3)), atol=1e-5)
+
+
 def test_keypoint_branch_off_gives_part_centroids_and_identity_jacobians() -> None:
     model = build_model(tiny_model_config(heads={"keypoints": "off"})).eval()
     assert model.keypoint_head is None and model.decoder.keypoint_queries.numel() == 0

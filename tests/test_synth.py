@@ -425,3 +425,28 @@ def test_cli_renders_both_products_and_names_bad_input(tmp_path: Path, capsys) -
         == 2
     )
     assert "not empty" in capsys.readouterr().err
+
+
+def test_a_shifted_site_keeps_its_street_and_changes_what_was_asked() -> None:
+    """`trainer synth video --look-strength / --photo-textures / --people-seed`: strength 1 is
+    the training world itself; other people walk the same street past the same cameras."""
+    from trainer.synth.video import world_layout
+
+    base = VideoConfig(cameras=3, people=4, seconds=2, seed=5)
+    plain = world_layout(base)
+    assert world_layout(VideoConfig(**{**base.__dict__, "look_strength": 1.0})) == plain
+    stronger = world_layout(VideoConfig(**{**base.__dict__, "look_strength": 2.0}))
+    for camera, shifted in zip(plain.cameras, stronger.cameras, strict=True):
+        assert shifted.pinhole == camera.pinhole
+        assert abs(shifted.look.gain - 1) == pytest.approx(2 * abs(camera.look.gain - 1))
+        assert abs(shifted.look.white_balance[0] - 1) == pytest.approx(
+            2 * abs(camera.look.white_balance[0] - 1)
+        )
+    others = world_layout(VideoConfig(**{**base.__dict__, "people_seed": 9}))
+    assert others.cameras == plain.cameras and others.objects == plain.objects
+    assert [w.appearance for w in others.walkers] != [w.appearance for w in plain.walkers]
+    textured = world_layout(VideoConfig(**{**base.__dict__, "photo_textures": 1.0}))
+    assert textured.cameras == plain.cameras
+    assert [w.appearance for w in textured.walkers] != [w.appearance for w in plain.walkers]
+    with pytest.raises(ValueError, match="look_strength"):
+        VideoConfig(**{**base.__dict__, "look_strength": 5.0})

@@ -384,3 +384,42 @@ def test_training_killed_at_five_seeded_points_resumes_to_the_weights_of_an_unbr
     epochs = [json.loads(line)["epoch"] for line in (broken / "history.jsonl").open()]
     assert epochs == [0, 1, 2]
     assert load(broken / "model_last.safetensors") is not None
+
+
+def test_init_fine_tunes_from_a_model_file_with_new_classifiers(
+    tiny_config: Path, tmp_path: Path
+) -> None:
+    from reid_core import build_model, load, save
+
+    # the starting model: another architecture than the config names (K = 2, d 48) and a
+    # classifier for other identities
+    start_config = {
+        **TINY_MODEL,
+        "transformer": {**TINY_MODEL["transformer"], "d_model": 48},
+        "heads": {"num_parts": 2},
+        "num_classes": 5,
+    }
+    torch.manual_seed(7)
+    start = build_model(start_config).eval()
+    save(start, tmp_path / "start.safetensors")
+    out = tmp_path / "fine"
+    # a vanishing learning rate: the fine-tuned weights stay the starting ones
+    train(
+        tiny_config,
+        out,
+        {"init": str(tmp_path / "start.safetensors"), "optimizer": {"lr": 1e-12}, "epochs": 1},
+    )
+    tuned = load(out / "model_last.safetensors")
+    assert tuned.num_parts == 2 and tuned.dim == 48  # the file's architecture
+    assert tuned.config.num_classes == 16 - 8  # the tiny set's training identities
+    for name, tensor in start.state_dict().items():
+        if "classifier" in name or "running" in name or "num_batches" in name:
+            continue
+        assert torch.allclose(tuned.state_dict()[name], tensor, atol=1e-6), name
+    with pytest.raises(FileNotFoundError, match="init: model file"):
+        train(tiny_config, tmp_path / "x", {"init": str(tmp_path / "missing.safetensors")})
+
+
+def test_transform_size_must_be_the_models_input_size(tiny_config: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"transforms.height/width 128×64 differ"):
+        train(tiny_config, tmp_path / "x", {"transforms": {"height": 128, "width": 64}})

@@ -91,6 +91,13 @@ class TrainConfig(StrictModel):
     model: str | dict[str, Any] = Field(
         ..., description="model config: a YAML path (relative to this file) or inline"
     )
+    init: str | None = Field(
+        None,
+        description="fine-tune: a model file (.safetensors: the shipped model, a harvest round's "
+        "model) whose weights start the training; its architecture (backbone, transformer, "
+        "heads, neck, input size) replaces `model`'s, whose loss settings are kept; the "
+        "classifiers start new (they were trained on other identities)",
+    )
     data: DataConfig = DataConfig()
     transforms: TransformConfig = TransformConfig()
     sampler: SamplerConfig = SamplerConfig()
@@ -108,7 +115,7 @@ class TrainConfig(StrictModel):
 def load_train_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
     """Read a train config YAML (with `_base_`), deep-merge `overrides`, validate; errors name
     the file and the field."""
-    data = read_yaml_with_bases(Path(path), "train config", relative_paths=[("model",)])
+    data = read_yaml_with_bases(Path(path), "train config", relative_paths=[("model",), ("init",)])
     if overrides:
         if isinstance(overrides.get("model"), Mapping) and isinstance(data.get("model"), str):
             # `model.heads.num_parts=6` changes the named model config, not a blank one

@@ -158,6 +158,36 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def initial_weights(path: Path, model_cfg: Any) -> tuple[Any, dict[str, torch.Tensor]]:
+    """``init``: the model config to train (the file's architecture with ``model_cfg``'s loss
+    and classes) and the file's tensors in fp32, checked to fit all but the classifiers."""
+    from reid_core import load
+    from reid_core.backbone import state_dict_mismatch
+    from reid_core.model import MotionAwareTransformer
+
+    if not path.is_file():
+        raise FileNotFoundError(f"init: model file {path} does not exist")
+    model = load(path)
+    stored = model.config
+    merged = stored.model_copy(
+        update={
+            "loss": model_cfg.loss,
+            "num_classes": model_cfg.num_classes,
+            "backbone": stored.backbone.model_copy(update={"weights": "random"}),
+        }
+    )
+    state = {k: v.float() for k, v in model.state_dict().items()}
+    expected = MotionAwareTransformer(merged).state_dict()
+    classifiers = {k for k in expected if "classifier" in k}
+    report = state_dict_mismatch(
+        {k: v for k, v in expected.items() if k not in classifiers},
+        {k: v for k, v in state.items() if k not in classifiers},
+    )
+    if report:
+        raise ValueError(f"init: {path} does not fit its own model config: {report}")
+    return merged, {k: v for k, v in state.items() if k not in classifiers}
+
+
 class Trainer:
     """Runs the epochs of one training configuration in `out_dir`."""
 
@@ -188,6 +218,14 @@ class Trainer:
             cfg.model,
             {"num_classes": self.dataset.num_train_pids},
         )
+        initial_state = None
+        if cfg.init is not None:
+            self.model_cfg, initial_state = initial_weights(Path(cfg.init), self.model_cfg)
+        if [cfg.transforms.height, cfg.transforms.width] != list(self.model_cfg.input_size):
+            raise ValueError(
+                f"transforms.height/width {cfg.transforms.height}×{cfg.transforms.width} differ "
+                f"from the model's input_size {tuple(self.model_cfg.input_size)}: set both alike"
+            )
         train_tf, self.test_tf = build_transforms(cfg.transforms, self.dataset.joint_names)
         self.images = ImageDataset(
             self.dataset.train,
@@ -216,7 +254,10 @@ class Trainer:
                 "(the feature-consistency loss reads each group as {A, B, C, D})"
             )
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-        self.model = build_model(self.model_cfg).to(ctx.device)
+        self.model = build_model(self.model_cfg)
+        if initial_state is not None:
+            self.model.load_state_dict(initial_state, strict=False)
+        self.model = self.model.to(ctx.device)
         self.loss = MotionAwareLoss(self.model_cfg)
         step: nn.Module = TrainStep(self.model, self.loss)
         if ctx.distributed:
@@ -562,6 +603,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--config", required=True, help="train config YAML (configs/train/)")
     parser.add_argument("--data-root", help="data set root (overrides data.root)")
+    parser.add_argument(
+        "--init",
+        help="fine-tune: start from this model file's weights and architecture (overrides init)",
+    )
     parser.add_argument("--epochs", type=int, help="number of epochs (overrides epochs)")
     parser.add_argument("--out", default="runs/train", help="output folder (default runs/train)")
     parser.add_argument(
@@ -584,5 +629,7 @@ def _handle(args: argparse.Namespace) -> int:
         overrides = deep_merge(overrides, {"data": {"root": args.data_root}})
     if args.epochs:
         overrides = deep_merge(overrides, {"epochs": args.epochs})
+    if args.init:
+        overrides = deep_merge(overrides, {"init": str(Path(args.init).resolve())})
     train(args.config, args.out, overrides, resume=args.resume, overwrite=args.overwrite)
     return 0

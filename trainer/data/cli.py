@@ -29,7 +29,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="data set option, e.g. query_split=query (synthetic) or include_val=false (msmt17)",
+        help="data set option, e.g. query_split=query (synthetic) or include_val=false (msmt17); "
+        "the same as a positional KEY=VALUE",
+    )
+    parser.add_argument(
+        "options",
+        nargs="*",
+        metavar="key=value",
+        help="data set options, e.g. test_fraction=0.3 (folder) or query_split=query (synthetic)",
     )
     parser.add_argument("--preview", help="write one augmented training batch here (PNG)")
     parser.add_argument("--identities", type=int, default=4, help="P of the previewed batch")
@@ -39,16 +46,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` strings → dict, values read as YAML scalars (false → False, 3 → 3)."""
-    import yaml
+    """Data set options from ``key=value`` strings (values read as YAML scalars: false → False,
+    3 → 3), as every command that loads a data set takes them."""
+    from reid_core.config import parse_overrides
 
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--option {pair!r} is not KEY=VALUE")
-        options[key] = yaml.safe_load(value)
-    return options
+    return parse_overrides(pairs)
 
 
 def run_data(args: argparse.Namespace) -> int:
@@ -66,7 +68,7 @@ def run_data(args: argparse.Namespace) -> int:
     from trainer.data.preview import save_batch_preview
 
     console = Console()
-    dataset = build_dataset(args.dataset, args.root, **parse_options(args.option))
+    dataset = build_dataset(args.dataset, args.root, **parse_options([*args.option, *args.options]))
     console.print(dataset.summary())
     if not args.preview:
         return 0

@@ -264,6 +264,9 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
             f"trainer eval: give one --root per --dataset ({len(args.dataset)} data sets, "
             f"{len(args.root)} roots)"
         )
+    from trainer.data.cli import parse_options
+
+    options = parse_options(args.options)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = load(args.checkpoint, map_location=device).to(device)
     out = Path(args.out)
@@ -281,6 +284,7 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
             flip=args.flip,
             rerank=args.rerank,
             lam=args.lam,
+            options=options,
         )
         results[name] = result.metrics
         if index == 0:
@@ -335,5 +339,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=[],
         metavar="DIR",
         help="earlier `trainer eval --out` folders whose metrics.json become extra table rows",
+    )
+    parser.add_argument(
+        "options",
+        nargs="*",
+        metavar="key=value",
+        help="data set options for every --dataset, e.g. test_fraction=0.3 (folder) or "
+        "query_split=query (synthetic)",
     )
     parser.set_defaults(handler=lambda args: run_eval(args) and 0)

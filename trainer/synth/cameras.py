@@ -64,18 +64,20 @@ def _noise_field(sigma: float, height: int, width: int) -> np.ndarray:
     return np.round(noise).astype(np.int16)
 
 
-def sample_look(rng: np.random.Generator) -> CameraLook:
-    """One camera's look: bright/dim, warm/cold, sharp/soft, clean/noisy, crisp/blocky."""
-    temperature = rng.uniform(-1.0, 1.0)  # -1 cold (blue), +1 warm (orange)
-    tint = rng.uniform(-0.04, 0.04)
+def sample_look(rng: np.random.Generator, strength: float = 1.0) -> CameraLook:
+    """One camera's look: bright/dim, warm/cold, sharp/soft, clean/noisy, crisp/blocky.
+    ``strength`` scales how far gain, colour cast and gamma stray from neutral (1: the
+    training world's; 2: a site whose cameras differ twice as much — the same draws)."""
+    temperature = rng.uniform(-1.0, 1.0) * strength  # -1 cold (blue), +1 warm (orange)
+    tint = rng.uniform(-0.04, 0.04) * strength
     return CameraLook(
-        gain=float(rng.uniform(0.75, 1.2)),
+        gain=float(1.0 + (rng.uniform(0.75, 1.2) - 1.0) * strength),
         white_balance=(
             float(1.0 - 0.14 * temperature),
             float(1.0 + tint),
             float(1.0 + 0.14 * temperature),
         ),
-        gamma=float(rng.uniform(0.85, 1.2)),
+        gamma=float(1.0 + (rng.uniform(0.85, 1.2) - 1.0) * strength),
         resolution=float(rng.choice([1.0, rng.uniform(0.45, 0.9)], p=[0.4, 0.6])),
         blur_sigma=float(rng.uniform(0.0, 1.1)),
         noise_sigma=float(rng.uniform(1.5, 7.0)),

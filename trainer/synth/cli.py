@@ -122,6 +122,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also write camK/img1/000001.jpg ... (a MOTChallenge sequence)",
     )
+    video.add_argument(
+        "--photo-textures",
+        type=float,
+        default=0.0,
+        help="each garment's chance of a photo texture (default 0: palette clothes)",
+    )
+    video.add_argument(
+        "--look-strength",
+        type=float,
+        default=1.0,
+        help="how far the cameras' gain, colour cast and gamma stray from neutral (default 1; "
+        "2: a site unlike the training world)",
+    )
+    video.add_argument(
+        "--people-seed",
+        type=int,
+        help="draw other people in the same street and cameras (default: --seed)",
+    )
     video.set_defaults(handler=_video)
 
 
@@ -173,6 +191,9 @@ def _video(args: argparse.Namespace) -> int:
         fps=args.fps,
         size=args.size,
         write_frames=args.write_frames,
+        photo_textures=args.photo_textures,
+        look_strength=args.look_strength,
+        people_seed=args.people_seed,
     )
     write_videos(cfg, Path(args.out), args.workers, not args.quiet, args.preview, _arguments(args))
     print(f"wrote {args.out}: {cfg.cameras} cameras × {cfg.frames} frames, {args.out}/cams.yaml")

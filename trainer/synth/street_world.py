@@ -161,7 +161,9 @@ def seen_frames(camera: PinholeCamera, walker: Walker, times: np.ndarray) -> int
     return int(np.count_nonzero(seen))
 
 
-def _camera(rng, index: int, kind: str, width_m: float, size: tuple[int, int]) -> StreetCamera:
+def _camera(
+    rng, index: int, kind: str, width_m: float, size: tuple[int, int], look_strength: float = 1.0
+) -> StreetCamera:
     """A camera watching stretch `index`, aimed at chest height of a walker in its middle."""
     centre_x = MARGIN_M + (index + 0.5) * STRETCH_M
     aim = np.array([centre_x + rng.uniform(-2, 2), 1.0, rng.uniform(7.0, width_m - 3.0)])
@@ -192,7 +194,7 @@ def _camera(rng, index: int, kind: str, width_m: float, size: tuple[int, int]) -
         width=width,
         height=height,
     )
-    return StreetCamera(f"cam{index + 1}", kind, pinhole, sample_look(rng))
+    return StreetCamera(f"cam{index + 1}", kind, pinhole, sample_look(rng, look_strength))
 
 
 def _objects(
@@ -257,9 +259,20 @@ def _route(
 
 
 def build_layout(
-    seed: int, n_cameras: int, n_people: int, seconds: float, fps: int, size: tuple[int, int]
+    seed: int,
+    n_cameras: int,
+    n_people: int,
+    seconds: float,
+    fps: int,
+    size: tuple[int, int],
+    photo_textures: float = 0.0,
+    look_strength: float = 1.0,
+    people_seed: int | None = None,
 ) -> StreetLayout:
-    """Lay out the street, its cameras, objects and walkers (deterministic in `seed`)."""
+    """Lay out the street, its cameras, objects and walkers (deterministic in `seed`).
+    ``photo_textures`` and ``look_strength``: a site that looks unlike the training world
+    (clothes with photo textures, cameras that differ more; `stream harvest`'s benchmark);
+    ``people_seed`` (default ``seed``) draws other people in the same street and cameras."""
     rng = generator(seed, _LAYOUT)
     width_m = float(rng.uniform(14.0, 18.0))
     length_m = 2 * MARGIN_M + n_cameras * STRETCH_M
@@ -267,14 +280,14 @@ def build_layout(
     kinds = ["across", "along_forward", "along_backward"]
     order = [kinds[k % 3] for k in rng.permutation(max(3, n_cameras))][:n_cameras]
     cameras = tuple(
-        _camera(generator(seed, _CAMERAS, k), k, kind, width_m, size)
+        _camera(generator(seed, _CAMERAS, k), k, kind, width_m, size, look_strength)
         for k, kind in enumerate(order)
     )
     objects = tuple(_objects(generator(seed, _OBJECTS), cameras, width_m))
     times = np.arange(max(2, round(seconds * fps))) / fps
     walkers = []
     for pid in range(1, n_people + 1):
-        person_rng = generator(seed, _WALKERS, pid)
-        app = sample_appearance(person_rng)
+        person_rng = generator(seed if people_seed is None else people_seed, _WALKERS, pid)
+        app = sample_appearance(person_rng, photo_textures)
         walkers.append(_route(person_rng, pid, app, length_m, walkway, cameras, times, fps))
     return StreetLayout(length_m, width_m, walkway, cameras, objects, tuple(walkers))

@@ -58,8 +58,15 @@ class VideoConfig:
     fps: int = 10
     size: tuple[int, int] = (640, 360)  # width, height
     write_frames: bool = False
+    photo_textures: float = 0.0  # each garment's chance of a photo texture (world v2)
+    look_strength: float = 1.0  # how far camera looks stray from neutral (sample_look)
+    people_seed: int | None = None  # other people, same street and cameras (default: seed)
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.photo_textures <= 1.0:
+            raise ValueError(f"photo_textures must be in [0, 1], got {self.photo_textures}")
+        if not 0.0 <= self.look_strength <= 3.0:
+            raise ValueError(f"look_strength must be in [0, 3], got {self.look_strength}")
         if self.cameras < 2:
             raise ValueError(f"cameras must be >= 2 (people cross cameras), got {self.cameras}")
         if self.people < 1:
@@ -79,7 +86,17 @@ class VideoConfig:
 
 def world_layout(cfg: VideoConfig) -> StreetLayout:
     """Cameras, objects and walkers of this configuration (cheap: no textures)."""
-    return build_layout(cfg.seed, cfg.cameras, cfg.people, cfg.seconds, cfg.fps, cfg.size)
+    return build_layout(
+        cfg.seed,
+        cfg.cameras,
+        cfg.people,
+        cfg.seconds,
+        cfg.fps,
+        cfg.size,
+        cfg.photo_textures,
+        cfg.look_strength,
+        cfg.people_seed,
+    )
 
 
 def build_world(cfg: VideoConfig) -> tuple[StreetLayout, Street]:
@@ -376,6 +393,9 @@ def _meta(cfg: VideoConfig, layout: StreetLayout, results: list[dict], args: dic
         "joint_format": JOINT_FORMAT,
         "frames": cfg.frames,
         "fps": cfg.fps,
+        "photo_textures": cfg.photo_textures,
+        "look_strength": cfg.look_strength,
+        "people_seed": cfg.people_seed,
         "image_size": list(cfg.size),
         "street": {"length_m": layout.length_m, "width_m": layout.width_m},
         "cameras": [
