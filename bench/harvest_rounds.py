@@ -71,8 +71,10 @@ def stream_run(site: Path, model: Path, threshold: float, detector: str, out: Pa
             camera[key] = str(site / camera[key])
     cams["detector"] = {"name": detector}
     cams["outputs"] = {"video": False}
-    cams["worker"] = {"embedder": {"runtime": "torch", "model": str(model)}}
-    cams["gallery"] = {"threshold": float(threshold)}
+    cams["worker"] = {
+        "embedder": {"runtime": "torch", "model": str(model)},
+        "gallery": {"threshold": float(threshold)},
+    }
     out.mkdir(parents=True, exist_ok=True)
     path = out / "cams.yaml"
     path.write_text(yaml.safe_dump(cams, sort_keys=False))

@@ -77,6 +77,22 @@ Route = Callable[[str, int], int]
 Emit = Callable[[tuple[str, Any]], None]
 DRAIN_POLL_S = 0.01
 UNLABELLED_COLOUR_BASE = 1_000_003  # colour keys of t<track> boxes, apart from G<id> ones
+# matplotlib's tab10: neighbouring ids get clearly different colours (supervision's default
+# palette runs through shades, so G3 and G4 were both orange)
+LABEL_PALETTE = sv.ColorPalette.from_hex(
+    [
+        "#1f77b4",
+        "#ff7f0e",
+        "#2ca02c",
+        "#d62728",
+        "#9467bd",
+        "#8c564b",
+        "#e377c2",
+        "#7f7f7f",
+        "#bcbd22",
+        "#17becf",
+    ]
+)
 
 
 class StopEvent(Protocol):
@@ -359,17 +375,33 @@ def inside_roi(detections: sv.Detections, roi: list[tuple[float, float]] | None)
 
 
 class AnnotatedVideo:
-    """The camera's video with its tracks drawn (supervision's annotators)."""
+    """The camera's video with its tracks drawn (supervision's annotators): a colour per label,
+    and with ``trail_s`` > 0 where each label's box bottom was over the last seconds."""
 
-    def __init__(self, path: Path, fps: float, size: tuple[int, int], fourcc: str) -> None:
+    def __init__(
+        self, path: Path, fps: float, size: tuple[int, int], fourcc: str, trail_s: float = 0.0
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
         if not self.writer.isOpened():
             raise RuntimeError(f"OpenCV cannot write a {fourcc} video to {path}")
-        self.boxes = sv.BoxAnnotator(thickness=2, color_lookup=sv.ColorLookup.CLASS)
+        self.boxes = sv.BoxAnnotator(
+            color=LABEL_PALETTE, thickness=2, color_lookup=sv.ColorLookup.CLASS
+        )
         self.labels = sv.LabelAnnotator(
-            text_scale=0.4, text_padding=3, color_lookup=sv.ColorLookup.CLASS
+            color=LABEL_PALETTE, text_scale=0.4, text_padding=3, color_lookup=sv.ColorLookup.CLASS
+        )
+        self.trails = (
+            sv.TraceAnnotator(
+                color=LABEL_PALETTE,
+                thickness=2,
+                trace_length=max(2, round(trail_s * fps)),
+                position=sv.Position.BOTTOM_CENTER,
+                color_lookup=sv.ColorLookup.CLASS,
+            )
+            if trail_s > 0
+            else None
         )
 
     def write(self, frame: Frame, tracked: sv.Detections, labels: list[int | None]) -> None:
@@ -382,7 +414,11 @@ class AnnotatedVideo:
                 else (UNLABELLED_COLOUR_BASE + track, f"t{track}")
                 for global_id, track in zip(labels, tracked.tracker_id.tolist(), strict=True)
             ]
-            shown = sv.Detections(xyxy=tracked.xyxy, class_id=np.array([k for k, _ in keys]))
+            colour_keys = np.array([k for k, _ in keys])
+            # trails follow a label (tracker_id = its colour key), not the camera's track
+            shown = sv.Detections(xyxy=tracked.xyxy, class_id=colour_keys, tracker_id=colour_keys)
+            if self.trails is not None:
+                image = self.trails.annotate(image, shown)
             image = self.boxes.annotate(image, shown)
             image = self.labels.annotate(image, shown, labels=[text for _, text in keys])
         cv2.putText(

@@ -532,7 +532,12 @@ class WorkersConfig(StrictModel):
 
 
 class OutputsConfig(StrictModel):
+    """What a run writes. ``relabel_video``: at the end, draw each file camera's video again
+    with every box's final global id and a ``trail_s`` trail (`stream.relabel`)."""
+
     video: bool = True
+    relabel_video: bool = True
+    trail_s: Annotated[float, Field(ge=0.0)] = 2.0
     thumbnails: bool = True
     events: bool = True
     video_fourcc: Annotated[str, Field(min_length=4, max_length=4)] = "mp4v"
@@ -721,7 +726,14 @@ def load_cams_config(path: str | Path, overrides: dict[str, Any] | None = None) 
         raise CamsConfigError(str(error)) from None
     source = str(path)
     if overrides:
-        parse_cams_config(text, source, path.resolve().parent)  # the file's own errors, by line
-        text = yaml.safe_dump(deep_merge(yaml.safe_load(text), overrides), sort_keys=False)
+        own = parse_cams_config(text, source, path.resolve().parent)  # its errors, by line
+        data = yaml.safe_load(text)
+        changes_detector = isinstance(overrides.get("detector"), dict)
+        if changes_detector and "name" not in overrides["detector"]:
+            # `--set detector.score_threshold=0.3` tunes the detector the file runs, also the
+            # default one it does not name
+            detector = data.get("detector") or {}
+            data["detector"] = {"name": own.detector.name, **detector}
+        text = yaml.safe_dump(deep_merge(data, overrides), sort_keys=False)
         source = f"{path} with --set"
     return parse_cams_config(text, source, path.resolve().parent)

@@ -35,7 +35,7 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
-from stream.mtmc import EvalError, Predictions, read_events
+from stream.mtmc import EvalError, Predictions, read_events, run_cameras
 
 UNCERTAIN = ("drop", "own")
 LINKING = ("offline", "online")
@@ -166,21 +166,6 @@ def run_match_threshold(run: Path) -> float | None:
     return float(min(values)) if values else None
 
 
-def run_cameras(run: Path) -> dict[str, Any]:
-    """The cams.yaml cameras of the run (its last segment's cams.yaml), by id."""
-    from stream.config import load_cams_config
-
-    path = run / "run.json"
-    if not path.is_file():
-        raise HarvestError(f"{path} not found: harvest reads a `stream run --out` folder")
-    try:
-        segments = json.loads(path.read_text())["runs"]
-        cams_yaml = Path(segments[-1]["cameras_yaml"])
-    except (json.JSONDecodeError, KeyError, IndexError, TypeError) as error:
-        raise HarvestError(f"{path}: no cameras_yaml of the run: {error}") from None
-    return {camera.id: camera for camera in load_cams_config(cams_yaml).cameras}
-
-
 def frame_sizes(cameras: dict[str, Any]) -> dict[str, tuple[int, int]]:
     from stream.camera import LIVE_SOURCES
     from stream.sources import open_camera_source
@@ -287,18 +272,60 @@ def average_linkage(
     return np.unique(labels, return_inverse=True)[1]
 
 
+def split_mixed(
+    tracklet: Tracklet, features: Any, max_distance: float, min_crops: int
+) -> list[tuple[Tracklet, Any]]:
+    """A tracklet whose crops show two people (the tracker swapped them, or a detector's box
+    held both) split by clustering its crops as tracklets are clustered: the parts with at
+    least ``min_crops`` crops, each with its features; the rest of the crops are dropped."""
+    from reid_core import occlusion_aware_distance
+
+    distances = occlusion_aware_distance(features, features).numpy()
+    forbidden = np.zeros(distances.shape, dtype=bool)
+    labels = average_linkage(distances, forbidden, max_distance)
+    parts = []
+    for label in np.unique(labels):
+        chosen = np.flatnonzero(labels == label)
+        if len(chosen) < min_crops:
+            continue
+        frames = [tracklet.frames[i] for i in chosen]
+        part = Tracklet(
+            tracklet.camera,
+            tracklet.track,
+            frames=frames,
+            boxes=[tracklet.boxes[i] for i in chosen],
+            global_id=tracklet.global_id,
+            link_distance=tracklet.link_distance,
+            seen=tracklet.seen,
+            first_frame=tracklet.first_frame if len(chosen) == len(labels) else min(frames),
+            last_frame=tracklet.last_frame if len(chosen) == len(labels) else max(frames),
+            crops=[tracklet.crops[i] for i in chosen],
+        )
+        parts.append((part, features[chosen]))
+    return parts
+
+
 def offline_identities(
-    tracklets: list[Tracklet], embedder: Any, max_link_distance: float
+    tracklets: list[Tracklet], embedder: Any, max_link_distance: float, min_crops: int = 1
 ) -> tuple[list[list[Tracklet]], Counter]:
     """Tracklets embedded, pooled (as the worker pools) and clustered (module docstring)."""
     from reid_core import ReIDFeatures, occlusion_aware_distance
     from stream.calibration import pool_tracklets
     from stream.gallery.records import as_features
 
-    features, owners = [], []
-    for index, tracklet in enumerate(tracklets):
-        features.append(embedder.embed(tracklet.crops))
-        owners += [index + 1] * len(tracklet.crops)
+    counts: Counter = Counter()
+    features, owners, parts = [], [], []
+    for tracklet in tracklets:
+        pieces = split_mixed(tracklet, embedder.embed(tracklet.crops), max_link_distance, min_crops)
+        counts["split"] += len(pieces) > 1
+        counts["crops_dropped_as_mixed"] += len(tracklet.crops) - sum(
+            len(part.crops) for part, _ in pieces
+        )
+        for part, part_features in pieces:
+            parts.append(part)
+            features.append(part_features)
+            owners += [len(parts)] * len(part.crops)
+    tracklets = parts
     # owners 1..N in order, one camera: the pools come back in tracklet order
     pooled, _, _ = pool_tracklets(ReIDFeatures.cat(features), owners, [0] * len(owners))
     pooled_features = as_features(pooled)
@@ -308,10 +335,8 @@ def offline_identities(
         [t for t, label in zip(tracklets, labels, strict=True) if label == c]
         for c in range(int(labels.max()) + 1)
     ]
-    counts = Counter(
-        joined=sum(len(g) for g in groups if len(g) > 1),
-        alone=sum(1 for g in groups if len(g) == 1),
-    )
+    counts["joined"] = sum(len(g) for g in groups if len(g) > 1)
+    counts["alone"] = sum(1 for g in groups if len(g) == 1)
     return groups, counts
 
 
@@ -485,7 +510,10 @@ def harvest(
         predictions = read_events(run / "events.jsonl")
     except EvalError as error:
         raise HarvestError(str(error)) from None
-    cameras = run_cameras(run)
+    try:
+        cameras = run_cameras(run)
+    except EvalError as error:
+        raise HarvestError(str(error)) from None
     threshold = run_match_threshold(run)
     max_link = config.max_link_distance
     if max_link is None:
@@ -500,7 +528,9 @@ def harvest(
     tracklets = [kept[key] for key in sorted(kept)]
     cut_crops(tracklets, cameras)
     if config.linking == "offline":
-        groups, decisions = offline_identities(tracklets, embedder or run_embedder(run), max_link)
+        groups, decisions = offline_identities(
+            tracklets, embedder or run_embedder(run), max_link, config.min_crops
+        )
     else:
         groups, decisions = online_identities(tracklets, max_link, config.uncertain)
     out.mkdir(parents=True, exist_ok=True)
@@ -513,7 +543,7 @@ def harvest(
         "match_threshold": threshold,
         "max_link_distance": max_link,
         "tracklets_in_run": int(sum(len(np.unique(p.track_id)) for p in predictions.values())),
-        "tracklets_kept": sum(len(g) for g in groups),
+        "tracklets_kept": len({(t.camera, t.track) for g in groups for t in g}),
         "decisions": dict(decisions),
         "pseudo_identities": people,
         "pseudo_identities_multi_camera": multi_camera,

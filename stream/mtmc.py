@@ -126,6 +126,21 @@ def read_final_assignments(path: Path) -> dict[tuple[str, int], int]:
     return final
 
 
+def run_cameras(run: Path) -> dict[str, Any]:
+    """The cams.yaml cameras of the run (its last segment's cams.yaml), by id."""
+    from stream.config import load_cams_config
+
+    path = run / "run.json"
+    if not path.is_file():
+        raise EvalError(f"{path} not found: not a `stream run --out` folder")
+    try:
+        segments = json.loads(path.read_text())["runs"]
+        cams_yaml = Path(segments[-1]["cameras_yaml"])
+    except (json.JSONDecodeError, KeyError, IndexError, TypeError) as error:
+        raise EvalError(f"{path}: no cameras_yaml of the run: {error}") from None
+    return {camera.id: camera for camera in load_cams_config(cams_yaml).cameras}
+
+
 def label_boxes(
     predictions: dict[str, Predictions],
     assignments: dict[tuple[str, int], int],

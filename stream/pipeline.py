@@ -639,6 +639,10 @@ def run_pipeline(
         from stream.mtmc import write_result_files
 
         write_result_files(out)  # final global ids, MOTChallenge and AI City formats
+        if config.outputs.video and config.outputs.relabel_video:
+            from stream.relabel import relabel_videos
+
+            relabel_videos(out, config.outputs.video_fourcc, config.outputs.trail_s)
     return summary
 
 

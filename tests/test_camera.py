@@ -270,11 +270,10 @@ def test_region_of_interest_keeps_feet_inside(config: CamsConfig, tmp_path: Path
 
 
 def test_a_track_awaiting_its_id_is_not_drawn_in_that_ids_colour() -> None:
-    import supervision as sv
+    from stream.camera import LABEL_PALETTE, UNLABELLED_COLOUR_BASE
 
-    from stream.camera import UNLABELLED_COLOUR_BASE
-
-    palette = sv.ColorPalette.DEFAULT
+    palette = LABEL_PALETTE
     assert all(
         palette.by_idx(n) != palette.by_idx(UNLABELLED_COLOUR_BASE + n) for n in range(1, 60)
     )
+    assert all(palette.by_idx(n) != palette.by_idx(n + 1) for n in range(1, 60))  # neighbours

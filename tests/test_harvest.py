@@ -18,11 +18,13 @@ from reid_core.cli import build_parser, run
 from stream.harvest import (
     HarvestConfig,
     HarvestError,
+    Tracklet,
     average_linkage,
     covered_share,
     good_boxes,
     harvest,
     read_assignments,
+    split_mixed,
 )
 from stream.pipeline import run_pipeline
 from trainer.data import build_dataset
@@ -69,6 +71,31 @@ def test_average_linkage_stops_at_the_threshold_and_never_joins_a_forbidden_pair
     forbidden = free.copy()
     forbidden[1, 3] = forbidden[3, 1] = True  # 1 and 3 were in one view at once
     assert len(set(average_linkage(distances, forbidden, 1.0).tolist())) == 2
+
+
+def test_a_tracklet_holding_two_people_is_split_and_stray_crops_dropped() -> None:
+    import torch
+
+    from reid_core import ReIDFeatures
+
+    # crops 0-5 show one person, 6-9 another (the tracker swapped them), 10 a stray one
+    directions = torch.tensor([[1.0, 0, 0]] * 6 + [[0, 1.0, 0]] * 4 + [[0, 0, 1.0]])
+    n = len(directions)
+    features = ReIDFeatures(
+        directions + 0.01 * torch.randn(n, 3),
+        torch.zeros(n, 1, 3),
+        torch.zeros(n, 1),
+        torch.zeros(n, 1, 2),
+        torch.eye(2).expand(n, 1, 2, 2),
+        torch.ones(n, 2, 4, 2),
+    )
+    frames = list(range(10, 10 + n))
+    tracklet = Tracklet("cam1", 4, frames=frames, boxes=[np.zeros(4)] * n, crops=[None] * n)
+    parts = split_mixed(tracklet, features, max_distance=0.5, min_crops=3)
+    assert sorted(part.frames for part, _ in parts) == [frames[:6], frames[6:10]]
+    assert all(len(f) == len(p.crops) for p, f in parts)
+    whole = split_mixed(tracklet, features[:6], max_distance=0.5, min_crops=3)
+    assert len(whole) == 1 and whole[0][0].first_frame == tracklet.first_frame
 
 
 def test_final_assignments_keep_the_founder_and_the_last_link(tmp_path: Path) -> None:

@@ -205,3 +205,6 @@ def test_set_overrides_a_cams_yaml_value_by_its_dotted_path(tmp_path: Path) -> N
     assert config.tracker.name == "ocsort"
     with pytest.raises(CamsConfigError, match=r"cams.yaml with --set:\d+: crops.every_n_frames"):
         load_cams_config(path, parse_overrides(["crops.every_n_frames=-1"]))
+    # a detector setting tunes the default detector the file does not name
+    tuned = load_cams_config(path, parse_overrides(["detector.score_threshold=0.3"]))
+    assert tuned.detector.name == "ssdlite" and tuned.detector.score_threshold == 0.3
