@@ -167,17 +167,16 @@ def run_match_threshold(run: Path) -> float | None:
 
 
 def frame_sizes(cameras: dict[str, Any]) -> dict[str, tuple[int, int]]:
-    from stream.camera import LIVE_SOURCES
-    from stream.sources import open_camera_source
+    from stream.sources import open_recorded_source, reread_reason
 
     sizes = {}
     for name, camera in cameras.items():
-        if isinstance(camera.source, LIVE_SOURCES):
+        reason = reread_reason(camera)
+        if reason is not None:
             raise HarvestError(
-                f"camera {name}: its source is live ({camera.source.type}) and cannot be read "
-                "a second time; record it to a file and run on the file to harvest it"
+                f"camera {name}: {reason}; record it to a file and run on the file to harvest"
             )
-        source = open_camera_source(camera)
+        source = open_recorded_source(camera)
         sizes[name] = tuple(source.size)
         source.close()
     return sizes
@@ -342,7 +341,7 @@ def offline_identities(
 
 def cut_crops(tracklets: list[Tracklet], cameras: dict[str, Any]) -> None:
     """Fill each tracklet's ``crops`` from its camera's source (read once, in order)."""
-    from stream.sources import open_camera_source
+    from stream.sources import open_recorded_source
 
     wanted: dict[str, dict[int, list[tuple[Tracklet, np.ndarray]]]] = defaultdict(
         lambda: defaultdict(list)
@@ -351,7 +350,7 @@ def cut_crops(tracklets: list[Tracklet], cameras: dict[str, Any]) -> None:
         for frame, box in zip(tracklet.frames, tracklet.boxes, strict=True):
             wanted[tracklet.camera][frame].append((tracklet, box))
     for camera, frames in sorted(wanted.items()):
-        source = open_camera_source(cameras[camera])
+        source = open_recorded_source(cameras[camera])
         last = max(frames)
         try:
             for item in source.frames():

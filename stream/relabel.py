@@ -5,7 +5,8 @@ is matched, then ``G7``), and a later re-match or re-entry changes an id the vid
 showed. When the run ends, each file camera's video is drawn again from its source with the
 labels `stream eval` scores and `results/` holds: one colour per identity (the same in every
 camera), ``G<id>`` labels and a trail of where the person walked in the last seconds. Live
-sources cannot be read twice: their videos stay as drawn live.
+sources cannot be read twice, and a looping source's frame indices repeat: their videos stay as
+drawn live.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from stream.mtmc import label_boxes, read_events, read_final_assignments, run_ca
 
 def relabel_videos(run_dir: Path, fourcc: str = "mp4v", trail_s: float = 2.0) -> list[Path]:
     """Redraw ``RUN/videos/CAMERA.mp4`` of every file camera with final ids; returns them."""
-    from stream.camera import LIVE_SOURCES, AnnotatedVideo
-    from stream.sources import open_camera_source
+    from stream.camera import AnnotatedVideo
+    from stream.sources import open_recorded_source, reread_reason
 
     predictions = read_events(run_dir / "events.jsonl")
     assignments = read_final_assignments(run_dir / "assignments.jsonl")
@@ -32,14 +33,14 @@ def relabel_videos(run_dir: Path, fourcc: str = "mp4v", trail_s: float = 2.0) ->
     written = []
     for camera, pred in sorted(predictions.items()):
         config = cameras.get(camera)
-        if config is None or isinstance(config.source, LIVE_SOURCES):
+        if config is None or reread_reason(config) is not None:
             continue
         rows: dict[int, list[int]] = defaultdict(list)
         for row, frame in enumerate(pred.frame.tolist()):
             rows[frame].append(row)
         path = run_dir / "videos" / f"{camera}.mp4"
         partial = path.with_name(f".{camera}.relabel.mp4")
-        source = open_camera_source(config)
+        source = open_recorded_source(config)
         video = AnnotatedVideo(partial, source.fps, source.size, fourcc, trail_s=trail_s)
         last = int(pred.frame.max())
         try:

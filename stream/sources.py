@@ -466,3 +466,24 @@ def open_camera_source(
 ) -> FrameSource:
     """The source of a cams.yaml camera, with its fps cap."""
     return open_source(camera.source, camera.fps, wait=wait)
+
+
+def reread_reason(camera: CameraConfig) -> str | None:
+    """Why a camera's frames cannot be read again after a run to match its events (None when
+    they can): a live source is gone, a looping one numbers its frames anew on every pass."""
+    from stream.camera import LIVE_SOURCES
+
+    if isinstance(camera.source, LIVE_SOURCES):
+        return f"its source is live ({camera.source.type}) and cannot be read a second time"
+    if getattr(camera.source, "loop", False):
+        return "its source loops, so a frame index stands for a frame of every pass"
+    return None
+
+
+def open_recorded_source(camera: CameraConfig) -> FrameSource:
+    """A file camera's frames once more, as the run indexed them (its fps cap kept), at full
+    speed: post-run passes (final-id videos, `stream harvest`) do not wait for a pace."""
+    reason = reread_reason(camera)
+    if reason is not None:
+        raise SourceError(f"camera {camera.id}: {reason}")
+    return open_source(camera.source.model_copy(update={"pace": None}), camera.fps)

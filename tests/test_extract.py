@@ -49,3 +49,18 @@ def test_extract_writes_the_embedders_features_in_file_order(
     assert saved["visibility"].shape == (6, expected.num_parts)
     np.testing.assert_allclose(saved["global"][0], saved["global"][5], atol=1e-6)
     assert trainer_main(["extract", "--images", str(folder), "--out", str(tmp_path / "f.txt")]) == 2
+    # the same features as parquet: one row per image, read back with pyarrow
+    import pyarrow.parquet as pq
+
+    table_path = tmp_path / "f.parquet"
+    assert trainer_main([*argv[:-1], str(table_path)]) == 0
+    table = pq.read_table(table_path)
+    assert table.column_names == ["path", "global", "parts", "visibility"]
+    assert table.schema.metadata[b"num_parts"] == str(expected.num_parts).encode()
+    assert table.column("path").to_pylist() == saved["paths"].tolist()
+    np.testing.assert_allclose(
+        np.array(table.column("global").to_pylist()), saved["global"], atol=1e-6
+    )
+    np.testing.assert_allclose(
+        np.array(table.column("parts").to_pylist()), saved["parts"], atol=1e-6
+    )

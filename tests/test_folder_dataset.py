@@ -87,8 +87,9 @@ def test_data_set_options_are_key_value_on_every_command(
 ) -> None:
     """`trainer data` and `trainer eval` take data set options as positional key=value (as
     `trainer train` takes config overrides); `--option` stays for `trainer data`."""
-    from reid_core import build_model, save
     from test_training import TINY_MODEL
+
+    from reid_core import build_model, save
 
     root = write_people(tmp_path / "people")
     base = ["data", "--dataset", "folder", "--root", str(root)]

@@ -43,7 +43,8 @@ def test_videos_are_redrawn_with_the_final_ids_colour_and_keep_their_length(
     assert sorted(p.name for p in written) == ["cam1.mp4", "cam2.mp4"]
     # a box of cam1's person 1 (re-matched to G7 at the end) wears G7's colour from its first frame
     first = min(
-        (e for e in events if e["camera"] == "cam1" and e["track_id"] == 1), key=lambda e: e["frame"]
+        (e for e in events if e["camera"] == "cam1" and e["track_id"] == 1),
+        key=lambda e: e["frame"],
     )
     capture = cv2.VideoCapture(str(tmp_path / "run" / "videos" / "cam1.mp4"))
     frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))

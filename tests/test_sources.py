@@ -252,3 +252,27 @@ def test_a_replayed_file_loops_with_running_timestamps_at_its_pace(tmp_path: Pat
     assert source.passes == 2
     once = open_source({"type": "images", "path": str(folder), "fps": 10.0, "pace": 1000.0})
     assert [f.index for f in once.frames()] == [0, 1, 2]
+
+
+def test_after_a_run_a_file_camera_is_read_again_at_full_speed_as_it_was_indexed(
+    tmp_path: Path,
+) -> None:
+    """`open_recorded_source` (final-id videos, `stream harvest`): no pace, the fps cap kept;
+    a looping or live camera cannot be matched to its events again, and says why."""
+    from stream.config import CameraConfig
+    from stream.sources import open_recorded_source, reread_reason
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for index in range(6):
+        cv2.imwrite(str(folder / f"{index:03d}.png"), np.full((8, 8, 3), index, np.uint8))
+    paced = {"type": "images", "path": str(folder), "fps": 10.0, "pace": 0.001}
+    camera = CameraConfig(id="a", source=paced, fps=5.0)  # a pace of 1000 s a frame, capped
+    assert reread_reason(camera) is None
+    assert [f.index for f in open_recorded_source(camera).frames()] == [0, 2, 4]
+    looping = CameraConfig(id="b", source={**paced, "loop": True})
+    assert "loops" in reread_reason(looping)
+    with pytest.raises(SourceError, match="camera b: its source loops"):
+        open_recorded_source(looping)
+    live = CameraConfig(id="c", source="rtsp://camera/stream")
+    assert "live" in reread_reason(live)
