@@ -2,10 +2,11 @@
 
 A tracklet is a pseudo-identity; tracklets of one person share one. Which ones share is decided
 ``offline`` (the default) or as the run decided ``online``:
-- offline: every kept tracklet's crops are embedded with the run's own model and pooled as the
-  worker pools them, then joined by average-linkage clustering of the occlusion-aware distance
-  up to ``link_fraction`` × the run's match threshold, never joining two tracklets seen by one
-  camera at the same time. It sees whole tracklets at once, where the worker decided on each
+- offline: every kept tracklet's crops are embedded with the run's own model; a tracklet whose
+  crops show two people (the tracker swapped them, a detector's box held both) is split by
+  clustering its crops the same way; the parts are pooled as the worker pools them, then joined
+  by average-linkage clustering of the occlusion-aware distance up to ``link_fraction`` × the
+  run's match threshold, never joining two tracklets seen by one camera at the same time. It sees whole tracklets at once, where the worker decided on each
   as it came, on its first crops, against whatever the gallery held then.
 - online: the run's final assignments; a link within ``link_fraction`` × the threshold, or the
   tracklet that founded the identity, joins it.
@@ -35,7 +36,13 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
-from stream.mtmc import EvalError, Predictions, read_events, run_cameras
+from stream.mtmc import (
+    EvalError,
+    Predictions,
+    read_assignment_records,
+    read_events,
+    run_cameras,
+)
 
 UNCERTAIN = ("drop", "own")
 LINKING = ("offline", "online")
@@ -131,24 +138,15 @@ def read_assignments(path: Path) -> dict[tuple[str, int], tuple[int, float | Non
     tracklet founded the identity: the first tracklet to be given it, as new)."""
     final: dict[tuple[str, int], tuple[int, float | None]] = {}
     founders: dict[int, tuple[str, int]] = {}
-    if not path.is_file():
-        return final
-    with open(path) as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                key = (str(record["camera"]), int(record["track_id"]))
-                global_id = int(record["global_id"])
-                score = record.get("score")
-                is_new = bool(record.get("is_new", False))
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-                raise HarvestError(f"{path}:{number}: not an assignment record: {error}") from None
-            if is_new:
-                founders.setdefault(global_id, key)
-            founded = founders.get(global_id) == key
-            final[key] = (global_id, None if founded else (None if score is None else float(score)))
+    try:
+        for record in read_assignment_records(path):
+            key = (record.camera, record.track)
+            if record.is_new:
+                founders.setdefault(record.global_id, key)
+            founded = founders.get(record.global_id) == key
+            final[key] = (record.global_id, None if founded else record.score)
+    except EvalError as error:
+        raise HarvestError(str(error)) from None
     return final
 
 

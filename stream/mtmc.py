@@ -35,7 +35,7 @@ import argparse
 import json
 import tempfile
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -109,21 +109,43 @@ def assignment_record(message: Any, **extra: Any) -> dict[str, Any]:
     }
 
 
-def read_final_assignments(path: Path) -> dict[tuple[str, int], int]:
-    """The last global id assigned to each (camera, track) in ``assignments.jsonl``."""
-    final: dict[tuple[str, int], int] = {}
+@dataclass(frozen=True)
+class AssignmentRecord:
+    """One line of ``assignments.jsonl`` as the readers need it."""
+
+    camera: str
+    track: int
+    global_id: int
+    score: float | None
+    is_new: bool
+
+
+def read_assignment_records(path: Path) -> Iterator[AssignmentRecord]:
+    """``assignments.jsonl`` line by line (none when the file is absent); a bad line is an
+    `EvalError` naming the file and line."""
     if not path.is_file():
-        return final
+        return
     with open(path) as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
-                final[(str(record["camera"]), int(record["track_id"]))] = int(record["global_id"])
+                score = record.get("score")
+                yield AssignmentRecord(
+                    str(record["camera"]),
+                    int(record["track_id"]),
+                    int(record["global_id"]),
+                    None if score is None else float(score),
+                    bool(record.get("is_new", False)),
+                )
             except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
                 raise EvalError(f"{path}:{number}: not an assignment record: {error}") from None
-    return final
+
+
+def read_final_assignments(path: Path) -> dict[tuple[str, int], int]:
+    """The last global id assigned to each (camera, track) in ``assignments.jsonl``."""
+    return {(r.camera, r.track): r.global_id for r in read_assignment_records(path)}
 
 
 def run_cameras(run: Path) -> dict[str, Any]:

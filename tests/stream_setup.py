@@ -3,11 +3,13 @@ untrained tiny model, and a cams.yaml whose worker embeds with it (torch runtime
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
 
 from reid_core import build_model, save
+from stream.detectors import read_mot_file
 from trainer.synth.video import VideoConfig, write_videos
 
 TINY_MODEL = {
@@ -51,3 +53,46 @@ def write_tiny_stream(
     }
     (root / "cams.yaml").write_text(yaml.safe_dump(cams))
     return root / "cams.yaml"
+
+
+def ground_truth_events(
+    gt_files: dict[str, Path], global_ids: dict[str, dict[int, int]] | None = None
+) -> list[dict]:
+    """Events that repeat the ground truth: track id = person id; global id = person id, or
+    ``global_ids[camera][person]`` when given."""
+    events = []
+    for camera, path in gt_files.items():
+        rows = read_mot_file(path).scored()
+        for frame, person, box in zip(rows.frame, rows.ids, rows.xyxy, strict=True):
+            mapping = (global_ids or {}).get(camera, {})
+            events.append(
+                {
+                    "camera": camera,
+                    "frame": int(frame) - 1,
+                    "time": (int(frame) - 1) / 10,
+                    "track_id": int(person),
+                    "global_id": mapping.get(int(person), int(person)),
+                    "box": [float(v) for v in box],
+                    "score": 1.0,
+                }
+            )
+    return events
+
+
+def ground_truth_run(scene: Path, folder: Path, global_ids: bool = True) -> list[dict]:
+    """A `stream run --out` folder whose events repeat the scene's ground truth (track id =
+    person; global id = person, or none), with its cams.yaml and run.json: what the post-run
+    readers (final-id videos, harvest) take. Returns the events."""
+    cams = yaml.safe_load((scene / "cams.yaml").read_text())
+    for camera in cams["cameras"]:
+        camera["source"] = str(scene / camera["source"])
+        camera["ground_truth"] = str(scene / camera["ground_truth"])
+    folder.mkdir(parents=True)
+    (folder / "cams.yaml").write_text(yaml.safe_dump(cams))
+    (folder / "run.json").write_text(
+        json.dumps({"runs": [{"run": "r", "cameras_yaml": str(folder / "cams.yaml")}]})
+    )
+    gt = {c["id"]: Path(c["ground_truth"]) for c in cams["cameras"]}
+    events = [e if global_ids else {**e, "global_id": None} for e in ground_truth_events(gt)]
+    (folder / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    return events

@@ -11,8 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from stream_setup import write_tiny_stream
-from test_mtmc import ground_truth_events
+from stream_setup import ground_truth_run, write_tiny_stream
 
 from reid_core.cli import build_parser, run
 from stream.harvest import (
@@ -154,18 +153,7 @@ def test_a_harvested_run_is_a_folder_data_set_of_the_runs_crops(tmp_path: Path) 
 def _scene_run(scene: Path, folder: Path, threshold: float) -> Path:
     """A run folder whose events are the scene's ground-truth tracks (no global ids), whose
     worker embedded with the shipped model at ``threshold``: what offline linking reads."""
-    cams = yaml.safe_load((scene / "cams.yaml").read_text())
-    for camera in cams["cameras"]:
-        camera["source"] = str(scene / camera["source"])
-        camera["ground_truth"] = str(scene / camera["ground_truth"])
-    folder.mkdir(parents=True)
-    (folder / "cams.yaml").write_text(yaml.safe_dump(cams))
-    gt = {c["id"]: Path(c["ground_truth"]) for c in cams["cameras"]}
-    events = [{**e, "global_id": None} for e in ground_truth_events(gt)]
-    (folder / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
-    (folder / "run.json").write_text(
-        json.dumps({"runs": [{"run": "r", "cameras_yaml": str(folder / "cams.yaml")}]})
-    )
+    ground_truth_run(scene, folder, global_ids=False)
     (folder / "summary.json").write_text(
         json.dumps({"workers": {"worker-0": {"match_threshold": threshold}}})
     )

@@ -7,34 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+from stream_setup import ground_truth_events
 
 from reid_core.cli import build_parser, run
-from stream.detectors import read_mot_file
 from stream.mtmc import EvalError, evaluate_run
-
-
-def ground_truth_events(
-    gt_files: dict[str, Path], global_ids: dict[str, dict[int, int]] | None = None
-) -> list[dict]:
-    """Events that repeat the ground truth: track id = person id; global id = person id, or
-    ``global_ids[camera][person]`` when given."""
-    events = []
-    for camera, path in gt_files.items():
-        rows = read_mot_file(path).scored()
-        for frame, person, box in zip(rows.frame, rows.ids, rows.xyxy, strict=True):
-            mapping = (global_ids or {}).get(camera, {})
-            events.append(
-                {
-                    "camera": camera,
-                    "frame": int(frame) - 1,
-                    "time": (int(frame) - 1) / 10,
-                    "track_id": int(person),
-                    "global_id": mapping.get(int(person), int(person)),
-                    "box": [float(v) for v in box],
-                    "score": 1.0,
-                }
-            )
-    return events
 
 
 def write_run(folder: Path, events: list[dict]) -> Path:

@@ -8,25 +8,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import yaml
-from test_mtmc import ground_truth_events, scene_gt
+from stream_setup import ground_truth_run
 
 from stream.camera import LABEL_PALETTE
 from stream.relabel import relabel_videos
 
 
 def _run_folder(scene: Path, folder: Path, final_ids: dict[tuple[str, int], int]) -> list[dict]:
-    cams = yaml.safe_load((scene / "cams.yaml").read_text())
-    for camera in cams["cameras"]:
-        camera["source"] = str(scene / camera["source"])
-        camera["ground_truth"] = str(scene / camera["ground_truth"])
-    folder.mkdir(parents=True)
-    (folder / "cams.yaml").write_text(yaml.safe_dump(cams))
-    (folder / "run.json").write_text(
-        json.dumps({"runs": [{"run": "r", "cameras_yaml": str(folder / "cams.yaml")}]})
-    )
-    events = ground_truth_events(scene_gt(scene))  # global id = person while the run went
-    (folder / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    events = ground_truth_run(scene, folder)  # global id = person while the run went
     assignments = [
         {"camera": c, "track_id": t, "global_id": g, "score": 0.1, "is_new": False}
         for (c, t), g in final_ids.items()
