@@ -14,6 +14,7 @@ SUBCOMMAND_MODULES = [
     "stream.calibration",
     "stream.harvest",
     "stream.search",
+    "stream.index",
     "stream.demo",
     "stream.security",
 ]

@@ -403,10 +403,10 @@ def test_planned_filtered_search_answers_as_the_filtered_search_does(
     answers, searches = {}, {}
     nearest = EdgeBackend._nearest
 
-    def counting_nearest(self, vector, limit, where, exact):
+    def counting_nearest(self, vector, limit, where, hnsw_ef):
         filtered = where.build(EDGE_FILTER_MODELS) is not None
         searches[variant]["filtered" if filtered else "unfiltered"] += 1
-        return nearest(self, vector, limit, where, exact)
+        return nearest(self, vector, limit, where, hnsw_ef)
 
     monkeypatch.setattr(EdgeBackend, "_nearest", counting_nearest)
     estimate = EdgeBackend._pass_fraction
@@ -526,3 +526,38 @@ def test_edge_gallery_killed_mid_write_keeps_every_acknowledged_identity(
         assert {t: r.global_id for t, r in stored.items() if r is not None} == acknowledged
         assert len(gallery) >= 20
         assert gallery.next_global_id > max(acknowledged.values())
+
+
+def test_an_indexed_gallery_searched_approximately_answers_as_the_exact_search(
+    tmp_path: Path,
+) -> None:
+    """`stream index` builds an Edge gallery's index between runs; `exact: false` then searches
+    it with `hnsw_ef` (a gallery this small is scanned whatever the flag: same answers)."""
+    from stream.index import build_gallery_index
+
+    config = GalleryConfig(path=tmp_path / "g", vector_size=DIM, num_parts=PARTS, top_n=10)
+    people = [Person(seed) for seed in range(40)]
+    with Gallery.open(config) as gallery:
+        gallery.add(
+            [
+                TrackletRecord(
+                    camera=f"cam{n % 3}",
+                    track=n,
+                    t_first=0.0,
+                    t_last=1.0,
+                    appearance=person.sighting(),
+                    global_id=n + 1,
+                )
+                for n, person in enumerate(people)
+            ]
+        )
+    done = build_gallery_index(tmp_path / "g")
+    assert done["points"] == 40 and 0.0 <= done["indexed_share"] <= 1.0
+    query = people[7].sighting()
+    answers = []
+    for exact in (True, False):
+        with Gallery.open(config.model_copy(update={"exact": exact, "hnsw_ef": 16})) as gallery:
+            answers.append([hit.record.global_id for hit in gallery.search(query, 5)])
+    assert answers[0] == answers[1] and answers[0][0] == 8
+    with pytest.raises(GalleryError, match="does not exist"):
+        build_gallery_index(tmp_path / "missing")

@@ -21,6 +21,7 @@ from reid_core.runtime.onnx_runtime import (
     CUDA,
     TENSORRT,
     OnnxEmbedder,
+    provider_list,
     requested_providers,
 )
 from reid_core.runtime.torch_runtime import TorchEmbedder
@@ -75,6 +76,33 @@ def test_requested_providers_follow_tensorrt_cuda_cpu_among_the_available() -> N
     assert requested_providers("cpu", everything) == [CPU]
     with pytest.raises(RuntimeError, match="needs one of TensorrtExecutionProvider"):
         requested_providers("cuda", [CPU])
+
+
+def test_tensorrt_gets_an_engine_cache_fp16_and_a_batch_profile_of_the_models_input(
+    model_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """No GPU here: the options onnxruntime would get, built from the ONNX graph's own input."""
+    from reid_core.runtime.embedder import TensorRTOptions
+
+    options = TensorRTOptions(engine_cache=tmp_path / "engines", max_batch=64, opt_batch=16)
+    providers = provider_list([TENSORRT, CUDA, CPU], model_files[1], options)
+    assert providers[1:] == [CUDA, CPU]
+    name, settings = providers[0]
+    assert name == TENSORRT
+    assert settings["trt_engine_cache_enable"] == "True"
+    assert settings["trt_engine_cache_path"] == str(tmp_path / "engines")
+    assert (tmp_path / "engines").is_dir()
+    assert settings["trt_fp16_enable"] == "True"
+    assert settings["trt_profile_min_shapes"] == "images:1x3x64x32"  # SMALL_INPUT, from the file
+    assert settings["trt_profile_opt_shapes"] == "images:16x3x64x32"
+    assert settings["trt_profile_max_shapes"] == "images:64x3x64x32"
+    assert provider_list([CPU], model_files[1], options) == [CPU]
+    with pytest.raises(ValueError, match="opt_batch 65 exceeds max_batch 64"):
+        TensorRTOptions(opt_batch=65)
+    config = EmbedderConfig(
+        runtime="onnxruntime", tensorrt={"fp16": False, "max_batch": 8, "opt_batch": 8}
+    )
+    assert config.tensorrt.provider_options("images", (128, 64))["trt_fp16_enable"] == "False"
 
 
 def test_the_registry_lists_valid_runtimes_for_a_wrong_name(tmp_path: Path) -> None:

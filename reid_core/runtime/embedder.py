@@ -19,7 +19,7 @@ from typing import Annotated, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from reid_core.config import ConfigPath
 from reid_core.features import ReIDFeatures
@@ -121,6 +121,50 @@ def runtime_class(name: str) -> type[PreprocessingEmbedder]:
     return getattr(importlib.import_module(module_name), class_name)
 
 
+class TensorRTOptions(BaseModel):
+    """How onnxruntime's TensorRT provider builds its engines. An engine is built for the batch
+    shapes of one optimisation profile (1 … ``max_batch``, tuned for ``opt_batch``) and kept in
+    ``engine_cache`` (default: ``tensorrt/`` in OccluReID's cache folder, one engine per model
+    file and GPU), so a worker restart or a new batch size does not rebuild it (minutes on a large
+    model). ``fp16`` lets TensorRT run layers in half precision (check the features against
+    fp32 with `trainer export`'s parity report before serving it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    engine_cache: ConfigPath | None = None
+    fp16: bool = True
+    max_batch: Annotated[int, Field(ge=1)] = 64
+    opt_batch: Annotated[int, Field(ge=1)] = 32
+
+    @model_validator(mode="after")
+    def _opt_within_max(self) -> TensorRTOptions:
+        if self.opt_batch > self.max_batch:
+            raise ValueError(f"opt_batch {self.opt_batch} exceeds max_batch {self.max_batch}")
+        return self
+
+    def provider_options(self, input_name: str, input_size: tuple[int, int]) -> dict[str, str]:
+        """onnxruntime's ``TensorrtExecutionProvider`` options for an input [batch, 3, H, W]."""
+        from reid_core.zoo import cache_dir
+
+        height, width = input_size
+        cache = self.engine_cache or cache_dir() / "tensorrt"
+
+        def shape(batch: int) -> str:
+            return f"{input_name}:{batch}x3x{height}x{width}"
+
+        return {
+            "trt_engine_cache_enable": "True",
+            "trt_engine_cache_path": str(cache),
+            "trt_timing_cache_enable": "True",
+            "trt_timing_cache_path": str(cache),
+            "trt_fp16_enable": str(self.fp16),
+            "trt_max_workspace_size": str(2 << 30),
+            "trt_profile_min_shapes": shape(1),
+            "trt_profile_opt_shapes": shape(self.opt_batch),
+            "trt_profile_max_shapes": shape(self.max_batch),
+        }
+
+
 class EmbedderConfig(BaseModel):
     """Which runtime serves which model file, where, with how many intra-op threads.
 
@@ -142,6 +186,10 @@ class EmbedderConfig(BaseModel):
     threads: Annotated[int, Field(ge=1)] | None = None
     graph_optimization: Literal["disable", "basic", "extended", "all"] = Field(
         "all", description="onnxruntime graph optimisation level (ignored by torch)"
+    )
+    tensorrt: TensorRTOptions = Field(
+        default_factory=lambda: TensorRTOptions(),
+        description="onnxruntime's TensorRT provider, where it loads (ignored elsewhere)",
     )
 
     @field_validator("runtime")

@@ -26,7 +26,12 @@ import torch
 
 from reid_core.config import ModelConfig
 from reid_core.features import ReIDFeatures
-from reid_core.runtime.embedder import Device, EmbedderConfig, PreprocessingEmbedder
+from reid_core.runtime.embedder import (
+    Device,
+    EmbedderConfig,
+    PreprocessingEmbedder,
+    TensorRTOptions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +85,31 @@ def requested_providers(device: Device, available: list[str] | None = None) -> l
     return chosen
 
 
+def graph_input_size(path: Path) -> tuple[int, int]:
+    """(H, W) of the file's ``images`` input, read from the graph without a session (the
+    TensorRT provider's shape profiles are given when the session is made)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    for value in graph.input:
+        if value.name == INPUT_NAME:
+            dims = value.type.tensor_type.shape.dim
+            return int(dims[2].dim_value), int(dims[3].dim_value)
+    raise ValueError(f"{path}: no input named {INPUT_NAME!r} (export it with `trainer export`)")
+
+
+def provider_list(
+    requested: list[str], path: Path, tensorrt: TensorRTOptions
+) -> list[str | tuple[str, dict[str, str]]]:
+    """``requested`` as onnxruntime takes it: TensorRT with its engine cache, precision and
+    batch profile (`TensorRTOptions`), the others as they are."""
+    if TENSORRT not in requested:
+        return list(requested)
+    options = tensorrt.provider_options(INPUT_NAME, graph_input_size(path))
+    Path(options["trt_engine_cache_path"]).mkdir(parents=True, exist_ok=True)
+    return [(p, options) if p == TENSORRT else p for p in requested]
+
+
 def read_metadata(path: Path, session: ort.InferenceSession) -> dict[str, str]:
     """The file's OccluReID metadata; a foreign ONNX file is an error that names it."""
     metadata = session.get_modelmeta().custom_metadata_map
@@ -107,6 +137,7 @@ class OnnxEmbedder(PreprocessingEmbedder):
         device: Device = "auto",
         threads: int | None = None,
         graph_optimization: str = "all",
+        tensorrt: TensorRTOptions | None = None,
     ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
@@ -117,7 +148,8 @@ class OnnxEmbedder(PreprocessingEmbedder):
             options.intra_op_num_threads = threads
         requested = requested_providers(device)
         try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=requested)
+            providers = provider_list(requested, self.path, tensorrt or TensorRTOptions())
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph/... types
             raise ValueError(f"onnxruntime cannot load {self.path}: {error}") from None
         metadata = read_metadata(self.path, self.session)
@@ -143,7 +175,13 @@ class OnnxEmbedder(PreprocessingEmbedder):
 
     @classmethod
     def from_config(cls, config: EmbedderConfig) -> OnnxEmbedder:
-        return cls(config.model, config.device, config.threads, config.graph_optimization)
+        return cls(
+            config.model,
+            config.device,
+            config.threads,
+            config.graph_optimization,
+            config.tensorrt,
+        )
 
     def _check_signature(self) -> None:
         """Read the shapes from the graph: [batch, 3, H, W] in, [batch, K, d] part features."""

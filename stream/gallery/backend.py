@@ -154,9 +154,10 @@ class Backend(ABC):
 
     @abstractmethod
     def search(
-        self, vector: np.ndarray, limit: int, where: CandidateFilter, exact: bool
+        self, vector: np.ndarray, limit: int, where: CandidateFilter, hnsw_ef: int | None
     ) -> list[StoredPoint]:
-        """The ``limit`` nearest points by cosine of the global vector, best first."""
+        """The ``limit`` nearest points by cosine of the global vector, best first: exactly
+        (``hnsw_ef`` None) or through the HNSW index with that search breadth."""
 
     @abstractmethod
     def retrieve(self, ids: list[str]) -> list[StoredPoint]:
@@ -173,6 +174,10 @@ class Backend(ABC):
     @abstractmethod
     def count(self) -> int:
         """Number of stored points."""
+
+    @abstractmethod
+    def build_index(self) -> None:
+        """Build the approximate-search (HNSW) index of what is stored, now."""
 
     @abstractmethod
     def close(self) -> None:

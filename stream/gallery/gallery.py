@@ -298,7 +298,8 @@ class Gallery:
     def _ranked(
         self, query: Appearance, where: CandidateFilter, limit: int, rerank: bool
     ) -> list[GalleryHit]:
-        points = self._backend.search(query.global_vector, limit, where, self.config.exact)
+        hnsw_ef = None if self.config.exact else self.config.hnsw_ef
+        points = self._backend.search(query.global_vector, limit, where, hnsw_ef)
         if not points:
             return []
         records = [_record(p) for p in points]

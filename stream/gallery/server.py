@@ -83,18 +83,21 @@ class ServerBackend(Backend):
         ]
         self.client.upsert(self.collection, points=structs, wait=True)
 
+    def build_index(self) -> None:
+        """Nothing to do: a server indexes a collection itself past its indexing threshold."""
+
     def flush(self) -> None:
         """Nothing to do: ``wait=True`` upserts return once the server's WAL holds them."""
 
     def search(
-        self, vector: np.ndarray, limit: int, where: CandidateFilter, exact: bool
+        self, vector: np.ndarray, limit: int, where: CandidateFilter, hnsw_ef: int | None
     ) -> list[StoredPoint]:
         response = self.client.query_points(
             self.collection,
             query=vector.tolist(),
             using=GLOBAL_VECTOR,
             query_filter=where.build(SERVER_FILTER_MODELS),
-            search_params=models.SearchParams(exact=exact),
+            search_params=models.SearchParams(exact=hnsw_ef is None, hnsw_ef=hnsw_ef),
             limit=limit,
             with_payload=True,
             with_vectors=[GLOBAL_VECTOR],
