@@ -73,6 +73,7 @@ def test_run_writes_events_videos_summary_and_cross_camera_ids(scene: Path) -> N
         assert global_id == final.get(("cam1", event["track_id"]), global_id)
     aicity = (out / "results" / "aicity_mtmc.txt").read_text().splitlines()
     assert len(aicity) == len(events) and aicity[0].split()[0] in {"1", "2"}
+    _result_files_score_as_stream_eval(scene, out)
     sheet = cv2.imread(str(out / "results" / "identities.png"))  # who was seen where
     shown = {a["global_id"] for a in assignments}
     assert sheet is not None and sheet.shape[0] >= 24 + min(len(shown), 40) * 100
@@ -81,6 +82,40 @@ def test_run_writes_events_videos_summary_and_cross_camera_ids(scene: Path) -> N
     manifest = read_manifest(out / "gallery")
     assert manifest is not None and manifest.embedder.runtime == "torch"
     assert manifest.gallery.vector_size == TINY_MODEL["transformer"]["d_model"]  # not 512
+
+
+def _result_files_score_as_stream_eval(scene: Path, out: Path) -> None:
+    """The MOTChallenge files of results/ read by `trackers`' own evaluation: per camera the
+    same detection accuracy as `stream eval`'s, and laid end to end (the AI City layout's
+    cameras one after another) the same cross-camera IDF1."""
+    from trackers.eval import evaluate_mot_sequence
+
+    from stream.detectors import read_mot_file
+    from stream.mtmc import evaluate_run
+
+    summary = evaluate_run(out, scene / "cams.yaml")
+    gt_lines, pred_lines, offset = [], [], 0
+    for camera in ("cam1", "cam2"):
+        gt = scene / "scene" / camera / "gt" / "gt.txt"
+        result_file = out / "results" / "mot" / f"{camera}.txt"
+        read_back = evaluate_mot_sequence(gt, result_file, metrics=["HOTA"])
+        assert read_back.HOTA.DetA == pytest.approx(summary["cameras"][camera]["DetA"], abs=1e-9)
+        truth = read_mot_file(gt)
+        for line in truth.to_mot17_lines():
+            frame, rest = line.split(",", 1)
+            gt_lines.append(f"{int(frame) + offset},{rest}")
+        last = int(truth.frame.max())
+        for line in result_file.read_text().splitlines():
+            frame, rest = line.split(",", 1)
+            pred_lines.append(f"{int(frame) + offset},{rest}")
+            last = max(last, int(frame))
+        offset += last  # as `stream eval` lays the cameras end to end
+    folder = out / "read_back"
+    folder.mkdir()
+    (folder / "gt.txt").write_text("\n".join(gt_lines) + "\n")
+    (folder / "pred.txt").write_text("\n".join(pred_lines) + "\n")
+    cross = evaluate_mot_sequence(folder / "gt.txt", folder / "pred.txt", metrics=["Identity"])
+    assert abs(cross.Identity.IDF1 - summary["IDF1"]) < 1e-9
 
 
 def test_a_killed_worker_is_restarted_and_the_run_finishes(scene: Path) -> None:
