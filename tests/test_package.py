@@ -80,3 +80,27 @@ def test_the_readme_python_block_runs_as_written() -> None:
     features, dist = namespace["features"], namespace["dist"]
     assert features.global_features.shape[0] == 2 and dist.shape == (2, 2)
     assert float(dist[0, 0]) < float(dist[0, 1])
+
+
+def test_every_command_the_readme_shows_answers_help() -> None:
+    """Each `trainer X` / `stream X` in the README's shell blocks exists and explains itself."""
+    import contextlib
+    import io
+    import re
+
+    from stream.cli import parser as stream_parser
+    from trainer.cli import main as trainer_main
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    shell = "\n".join(re.findall(r"```bash\n(.*?)```", readme, flags=re.S))
+    commands = sorted(set(re.findall(r"(?:^|[\s(])(trainer|stream) ([a-z][a-z-]*)", shell)))
+    assert ("stream", "harvest") in commands and ("trainer", "extract") in commands
+    for entry, command in commands:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exit_:
+            if entry == "stream":
+                stream_parser().parse_args([command, "--help"])
+            else:
+                trainer_main([command, "--help"])
+        assert exit_.value.code == 0, (entry, command)
+        assert f"usage: {entry} {command}" in out.getvalue()
