@@ -189,6 +189,11 @@ def measure_size(size: int, args: argparse.Namespace, workdir: Path, progress: P
         started = time.perf_counter()
         unit_globals, cameras, t_last = build(gallery, world, size, progress)
         result["upsert_per_s"] = size / (time.perf_counter() - started)
+    if args.index:  # what `stream index` does between runs; then search the index
+        from stream.index import build_gallery_index
+
+        result["index"] = build_gallery_index(config.path)
+        config = config.model_copy(update={"exact": False, "hnsw_ef": args.hnsw_ef})
 
     query_identities = rng.integers(0, identities, args.queries)
     query_cameras = rng.integers(0, args.cameras, args.queries).tolist()
@@ -367,6 +372,13 @@ def run_sizes(args: argparse.Namespace, measure: Callable, report: Callable) -> 
 def main(argv: list[str] | None = None) -> int:
     parser = bench_parser(__doc__.split("\n\n")[0], Path("runs/bench/gallery_speed"))
     parser.add_argument("--top-n", type=int, default=20)
+    parser.add_argument(
+        "--index",
+        action="store_true",
+        help="build the HNSW index after loading (`stream index`) and search it "
+        "(gallery.exact false); the overlap row is then the index's recall@top-n",
+    )
+    parser.add_argument("--hnsw-ef", type=int, default=128)
     args = parser.parse_args(argv)
     if args.cameras < 2:
         parser.error("--cameras must be at least 2 (matching is across cameras)")
