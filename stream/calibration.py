@@ -235,12 +235,12 @@ def register(subparsers: Any) -> None:
 def _handle(args: Any) -> int:
     import yaml
 
+    from reid_core.config import parse_overrides
     from reid_core.zoo import shipped_model_path
-    from trainer.data.cli import parse_options
 
     model = args.model or shipped_model_path()
     calibration = calibrate_on_data(
-        model, args.dataset, args.data, parse_options([*args.option, *args.options])
+        model, args.dataset, args.data, parse_overrides([*args.option, *args.options])
     )
     out = args.out or (calibration_path(args.cameras) if args.cameras else DEFAULT_OUT)
     out.write_text(yaml.safe_dump(calibration, sort_keys=False))

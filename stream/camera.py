@@ -61,18 +61,15 @@ from stream.config import (
     CamsConfig,
     CropPolicy,
     OutputsConfig,
-    StreamSourceConfig,
-    WebcamSourceConfig,
 )
 from stream.detectors import VISIBILITY, build_detector
 from stream.mtmc import assignment_record
 from stream.routing import worker_for
 from stream.security import CurveConfig, open_endpoint
-from stream.sources import Frame, FrameSource, open_camera_source
+from stream.sources import LIVE_SOURCES, Frame, FrameSource, open_camera_source
 from stream.tracking import Tracker, build_tracker
 from stream.wire import AssignmentMessage, CropMessage, TrackEndMessage, WireError
 
-LIVE_SOURCES = (StreamSourceConfig, WebcamSourceConfig)
 Route = Callable[[str, int], int]
 Emit = Callable[[tuple[str, Any]], None]
 DRAIN_POLL_S = 0.01

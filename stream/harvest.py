@@ -394,10 +394,9 @@ def write_crops(groups: list[list[Tracklet]], out: Path) -> list[dict[str, Any]]
 
 
 def run_embedder(run: Path) -> Any:
-    """The embedder the run's workers used (their model and runtime)."""
-    import yaml
-
-    from reid_core.runtime.embedder import EmbedderConfig
+    """The embedder the run's workers used (their model and runtime), read as a worker reads
+    its config."""
+    from stream.worker_config import load_worker_config
 
     configs = sorted((run / "workers").glob("*.yaml"))
     if not configs:
@@ -405,13 +404,10 @@ def run_embedder(run: Path) -> Any:
             f"{run / 'workers'}: no worker config (linking offline embeds with the run's "
             "model): use --linking online"
         )
-    section = dict((yaml.safe_load(configs[0].read_text()) or {}).get("embedder") or {})
-    if section.get("model") and not Path(section["model"]).is_absolute():
-        section["model"] = str(configs[0].parent / section["model"])  # as the worker reads it
     try:
-        return EmbedderConfig.model_validate(section).resolved().open()
-    except ValueError as error:
-        raise HarvestError(f"{configs[0]}: embedder: {error}") from None
+        return load_worker_config(configs[0]).embedder.resolved().open()
+    except (ValueError, FileNotFoundError) as error:
+        raise HarvestError(f"{configs[0]}: {error}") from None
 
 
 def score_against_truth(

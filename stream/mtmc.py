@@ -280,14 +280,28 @@ def prediction_lines(pred: Predictions, ids: np.ndarray, frame_offset: int = 0) 
     ]
 
 
-def write_result_files(run_dir: Path) -> list[Path]:
+@dataclass(frozen=True)
+class LabelledRun:
+    """A run's boxes per camera and the final global id of each (`label_boxes`)."""
+
+    predictions: dict[str, Predictions]
+    labels: dict[str, np.ndarray]
+
+
+def final_labels(run_dir: Path) -> LabelledRun:
+    """Read a run's events and final assignments once, for every end-of-run output."""
+    predictions = read_events(run_dir / "events.jsonl")
+    assignments = read_final_assignments(run_dir / "assignments.jsonl")
+    return LabelledRun(predictions, label_boxes(predictions, assignments, online=False))
+
+
+def write_result_files(run_dir: Path, run: LabelledRun) -> list[Path]:
     """The run's boxes with their final global ids in the formats other tools read:
     ``results/mot/CAMERA.txt`` (MOTChallenge: frame, id, x, y, w, h, score, -1, -1, -1; 1-based
     frames and pixels) and ``results/aicity_mtmc.txt`` (AI City MTMC: camera number, global id,
     frame, x, y, w, h, -1, -1; cameras numbered 1.. in name order, listed in
     ``results/aicity_cameras.json``)."""
-    predictions = read_events(run_dir / "events.jsonl")
-    labels = label_boxes(predictions, read_final_assignments(run_dir / "assignments.jsonl"), False)
+    predictions, labels = run.predictions, run.labels
     folder = run_dir / "results"
     (folder / "mot").mkdir(parents=True, exist_ok=True)
     numbers = {camera: number for number, camera in enumerate(sorted(predictions), start=1)}

@@ -636,13 +636,14 @@ def run_pipeline(
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     if state.events:
-        from stream.mtmc import write_result_files
+        from stream.mtmc import final_labels, write_result_files
 
-        write_result_files(out)  # final global ids, MOTChallenge and AI City formats
+        labelled = final_labels(out)  # events and assignments read once for both outputs
+        write_result_files(out, labelled)  # final global ids, MOTChallenge and AI City formats
         if config.outputs.video and config.outputs.relabel_video:
             from stream.relabel import relabel_videos
 
-            relabel_videos(out, config.outputs.video_fourcc, config.outputs.trail_s)
+            relabel_videos(out, labelled, config.outputs.video_fourcc, config.outputs.trail_s)
     return summary
 
 

@@ -18,20 +18,20 @@ from pathlib import Path
 import numpy as np
 import supervision as sv
 
-from stream.mtmc import label_boxes, read_events, read_final_assignments, run_cameras
+from stream.mtmc import LabelledRun, run_cameras
 
 
-def relabel_videos(run_dir: Path, fourcc: str = "mp4v", trail_s: float = 2.0) -> list[Path]:
-    """Redraw ``RUN/videos/CAMERA.mp4`` of every file camera with final ids; returns them."""
+def relabel_videos(
+    run_dir: Path, run: LabelledRun, fourcc: str = "mp4v", trail_s: float = 2.0
+) -> list[Path]:
+    """Redraw ``RUN/videos/CAMERA.mp4`` of every file camera with final ids (``run``:
+    `stream.mtmc.final_labels`); returns them."""
     from stream.camera import AnnotatedVideo
     from stream.sources import open_recorded_source, reread_reason
 
-    predictions = read_events(run_dir / "events.jsonl")
-    assignments = read_final_assignments(run_dir / "assignments.jsonl")
-    labels = label_boxes(predictions, assignments, online=False)
     cameras = run_cameras(run_dir)
     written = []
-    for camera, pred in sorted(predictions.items()):
+    for camera, pred in sorted(run.predictions.items()):
         config = cameras.get(camera)
         if config is None or reread_reason(config) is not None:
             continue
@@ -52,7 +52,7 @@ def relabel_videos(run_dir: Path, fourcc: str = "mp4v", trail_s: float = 2.0) ->
                     xyxy=pred.xyxy[chosen].astype(np.float32).reshape(-1, 4),
                     tracker_id=pred.track_id[chosen],
                 )
-                video.write(frame, boxes, labels[camera][chosen].tolist())
+                video.write(frame, boxes, run.labels[camera][chosen].tolist())
         finally:
             video.close()
             source.close()

@@ -34,6 +34,7 @@ from stream.config import (
     read_seqinfo,
 )
 
+LIVE_SOURCES = (StreamSourceConfig, WebcamSourceConfig)  # read once: no index to return to
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 # Live streams often report no frame rate (0) or the RTP clock (90000); then this nominal rate
 # (the PAL/ONVIF default) sizes the tracker's motion model until real timestamps take over.
@@ -471,8 +472,6 @@ def open_camera_source(
 def reread_reason(camera: CameraConfig) -> str | None:
     """Why a camera's frames cannot be read again after a run to match its events (None when
     they can): a live source is gone, a looping one numbers its frames anew on every pass."""
-    from stream.camera import LIVE_SOURCES
-
     if isinstance(camera.source, LIVE_SOURCES):
         return f"its source is live ({camera.source.type}) and cannot be read a second time"
     if getattr(camera.source, "loop", False):

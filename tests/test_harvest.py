@@ -159,7 +159,12 @@ def _scene_run(scene: Path, folder: Path, threshold: float) -> Path:
     )
     (folder / "workers").mkdir()
     (folder / "workers" / "worker-0.yaml").write_text(
-        yaml.safe_dump({"embedder": {"runtime": "torch", "threads": 1}})
+        yaml.safe_dump(  # a worker config as `stream run` writes it
+            {
+                "embedder": {"runtime": "torch", "threads": 1},
+                "gallery": {"path": str(folder / "gallery")},
+            }
+        )
     )
     return folder
 

@@ -11,6 +11,7 @@ import numpy as np
 from stream_setup import ground_truth_run
 
 from stream.camera import LABEL_PALETTE
+from stream.mtmc import final_labels
 from stream.relabel import relabel_videos
 
 
@@ -28,7 +29,7 @@ def test_videos_are_redrawn_with_the_final_ids_colour_and_keep_their_length(
     scene: Path, tmp_path: Path
 ) -> None:
     events = _run_folder(scene, tmp_path / "run", {("cam1", 1): 7})
-    written = relabel_videos(tmp_path / "run", trail_s=1.0)
+    written = relabel_videos(tmp_path / "run", final_labels(tmp_path / "run"), trail_s=1.0)
     assert sorted(p.name for p in written) == ["cam1.mp4", "cam2.mp4"]
     # a box of cam1's person 1 (re-matched to G7 at the end) wears G7's colour from its first frame
     first = min(

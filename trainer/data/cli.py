@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 NAME = "data"
 
@@ -45,19 +44,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_data)
 
 
-def parse_options(pairs: list[str]) -> dict[str, Any]:
-    """Data set options from ``key=value`` strings (values read as YAML scalars: false → False,
-    3 → 3), as every command that loads a data set takes them."""
-    from reid_core.config import parse_overrides
-
-    return parse_overrides(pairs)
-
-
 def run_data(args: argparse.Namespace) -> int:
     import torch
     from rich.console import Console
     from torch.utils.data import DataLoader
 
+    from reid_core.config import parse_overrides
     from trainer.data import (
         ImageDataset,
         RandomIdentityBatchSampler,
@@ -68,7 +60,9 @@ def run_data(args: argparse.Namespace) -> int:
     from trainer.data.preview import save_batch_preview
 
     console = Console()
-    dataset = build_dataset(args.dataset, args.root, **parse_options([*args.option, *args.options]))
+    dataset = build_dataset(
+        args.dataset, args.root, **parse_overrides([*args.option, *args.options])
+    )
     console.print(dataset.summary())
     if not args.preview:
         return 0

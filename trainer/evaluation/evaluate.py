@@ -264,9 +264,9 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
             f"trainer eval: give one --root per --dataset ({len(args.dataset)} data sets, "
             f"{len(args.root)} roots)"
         )
-    from trainer.data.cli import parse_options
+    from reid_core.config import parse_overrides
 
-    options = parse_options(args.options)
+    options = parse_overrides(args.options)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = load(args.checkpoint, map_location=device).to(device)
     out = Path(args.out)
