@@ -106,6 +106,24 @@ ROWS: dict[str, tuple[str, str, str, dict[str, Any]]] = {
         FULL,
         {"loss": {"weights": {"part_supervision": 1.0}}, "heads": {"part_source": "backbone"}},
     ),
+    "row5_part_supervised_backbone_detached": (
+        "ablation",
+        "#5 + L_part, parts from the backbone, no part gradient to it",
+        FULL,
+        {
+            "loss": {"weights": {"part_supervision": 1.0}},
+            "heads": {"part_source": "backbone", "part_backbone_gradient": 0.0},
+        },
+    ),
+    "row5_part_supervised_backbone_tenth": (
+        "ablation",
+        "#5 + L_part, parts from the backbone, 0.1 part gradient to it",
+        FULL,
+        {
+            "loss": {"weights": {"part_supervision": 1.0}},
+            "heads": {"part_source": "backbone", "part_backbone_gradient": 0.1},
+        },
+    ),
     "row5_backbone_parts": (
         "ablation",
         "#5, parts from the backbone",

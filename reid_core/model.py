@@ -144,6 +144,9 @@ class MotionAwareTransformer(nn.Module):
         if self.encoder is not None:
             feature_map = to_map(self.encoder(to_tokens(feature_map)), self.grid)
         if self.part_projection is not None:
+            share = self.config.heads.part_backbone_gradient
+            if share != 1.0:
+                backbone_map = scale_gradient(backbone_map, share)
             return feature_map, self.part_projection(backbone_map)
         part_source = projected if self.config.heads.part_source == "projection" else feature_map
         return feature_map, part_source
@@ -201,6 +204,13 @@ class MotionAwareTransformer(nn.Module):
         return TrainOutput(
             features, global_embedding, part_embeddings, global_logits, part_logits, feature_map
         )
+
+
+def scale_gradient(tensor: torch.Tensor, share: float) -> torch.Tensor:
+    """``tensor`` in the forward pass; ``share`` × its gradient in the backward pass."""
+    if share == 0.0:
+        return tensor.detach()
+    return tensor * share + tensor.detach() * (1.0 - share)
 
 
 def build_model(cfg: str | Path | Mapping[str, Any] | ModelConfig) -> MotionAwareTransformer:

@@ -120,6 +120,57 @@ def test_part_features_are_pooled_from_the_configured_map(source: str) -> None:
     assert torch.allclose(features.global_features, encoded.mean((2, 3)), atol=1e-5)
 
 
+@pytest.mark.parametrize("share", [0.0, 0.25, 1.0])
+def test_part_backbone_gradient_scales_what_the_part_features_send_to_the_backbone(
+    share: float,
+) -> None:
+    """heads.part_backbone_gradient: the forward pass is unchanged; the backbone receives
+    ``share`` × the part features' gradient (and none at 0), the parts' projection all of it."""
+    config = {"num_parts": 3, "part_source": "backbone"}
+    torch.manual_seed(0)
+    full = build_model(tiny_model_config(heads=config, neck={"bnneck": False})).eval()
+    torch.manual_seed(0)
+    scaled = build_model(
+        tiny_model_config(heads={**config, "part_backbone_gradient": share}, neck={"bnneck": False})
+    ).eval()
+    images = torch.randn(2, 3, 256, 128)
+    grads = []
+    for model in (full, scaled):
+        model.zero_grad()
+        features = model(images)
+        features.part_features.sum().backward()
+        last_conv = [m for m in model.backbone.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+        grads.append(
+            (
+                features.part_features.detach(),
+                last_conv.weight.grad.clone(),
+                model.part_projection.weight.grad.clone(),
+            )
+        )
+    (parts_full, backbone_full, projection_full), (parts, backbone, projection) = grads
+    assert torch.allclose(parts, parts_full)
+    assert torch.allclose(projection, projection_full, atol=1e-6)
+    # the segmentation (from E) also sends part-feature gradient to the backbone: remove it by
+    # comparing with the share-0 model's backbone gradient
+    torch.manual_seed(0)
+    detached = build_model(
+        tiny_model_config(heads={**config, "part_backbone_gradient": 0.0}, neck={"bnneck": False})
+    ).eval()
+    detached(images).part_features.sum().backward()
+    last_conv = [m for m in detached.backbone.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    through_segmentation = last_conv.weight.grad
+    through_parts = backbone_full - through_segmentation
+    assert through_parts.abs().max() > 1e-6
+    assert torch.allclose(
+        backbone - through_segmentation, share * through_parts, atol=1e-5, rtol=1e-4
+    )
+
+
+def test_part_backbone_gradient_needs_backbone_parts() -> None:
+    with pytest.raises(ValueError, match="part_backbone_gradient"):
+        build_model(tiny_model_config(heads={"num_parts": 3, "part_backbone_gradient": 0.5}))
+
+
 def test_keypoint_branch_off_gives_part_centroids_and_identity_jacobians() -> None:
     model = build_model(tiny_model_config(heads={"keypoints": "off"})).eval()
     assert model.keypoint_head is None and model.decoder.keypoint_queries.numel() == 0
