@@ -124,6 +124,18 @@ ROWS: dict[str, tuple[str, str, str, dict[str, Any]]] = {
             "heads": {"part_source": "backbone", "part_backbone_gradient": 0.1},
         },
     ),
+    "row5_part_supervised_fine": (
+        "ablation",
+        "#5 + L_part, 16×8 segmentation",
+        FULL,
+        {"loss": {"weights": {"part_supervision": 1.0}}, "heads": {"fine_segmentation": True}},
+    ),
+    "row5_fine_segmentation": (
+        "ablation",
+        "#5, 16×8 segmentation",
+        FULL,
+        {"heads": {"fine_segmentation": True}},
+    ),
     "row5_backbone_parts": (
         "ablation",
         "#5, parts from the backbone",

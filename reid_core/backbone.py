@@ -38,16 +38,47 @@ _CLASSIFIER_PREFIX = {
 
 
 class Backbone(nn.Module):
-    """Feature extractor: images [B,3,H,W] → map [B, out_channels, H/stride, W/stride]."""
+    """Feature extractor: images [B,3,H,W] → map [B, out_channels, H/stride, W/stride].
 
-    def __init__(self, body: nn.Module, out_channels: int, stride: int) -> None:
+    ``forward_with_skip`` also returns the map of the last stage at half that stride (a
+    U-Net-style skip for heads.fine_segmentation); ``skip_channels`` is its width.
+    """
+
+    def __init__(self, body: nn.Sequential, out_channels: int, stride: int) -> None:
         super().__init__()
         self.body = body
         self.out_channels = out_channels
         self.stride = stride
+        self.skip_index, self.skip_channels = _last_stage_at_stride(body, stride // 2)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.body(images)
+
+    def forward_with_skip(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """→ (map at stride/2 [B, skip_channels, 2h, 2w], map [B, out_channels, h, w])."""
+        skip = images
+        for index, stage in enumerate(self.body):
+            images = stage(images)
+            if index == self.skip_index:
+                skip = images
+        return skip, images
+
+
+def _last_stage_at_stride(body: nn.Sequential, stride: int) -> tuple[int, int]:
+    """(index, channels) of the last stage of ``body`` whose output has ``stride``, found by
+    a forward pass of a small dummy image (torchvision bodies do not record their strides)."""
+    size = 32 * stride
+    x = torch.zeros(1, 3, size, size)
+    found = (-1, 0)
+    was_training = body.training
+    body.eval()
+    with torch.no_grad():
+        for index, stage in enumerate(body):
+            x = stage(x)
+            if size // x.shape[-1] == stride:
+                found = (index, x.shape[1])
+    body.train(was_training)
+    return found
 
 
 def imagenet_weights_file(name: str) -> Path:

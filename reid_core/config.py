@@ -111,6 +111,11 @@ class HeadsConfig(StrictModel):
     gradient that reaches the backbone (1 = all; 0 = none: the parts' projection learns on a
     backbone that only the global losses train, so part losses cannot pull the shared backbone
     towards local appearance — measured to cost the global feature 9 mAP at 1).
+    fine_segmentation: the K+1 segmentation at twice E's resolution (16×8 at 128×64), from E
+    upsampled plus a 1×1 projection of the backbone map at that stride (a U-Net skip, zero at
+    init). A 8×4 grid cannot draw a head or an arm — the best segmentation it can hold agrees
+    with the rendered parts at mIoU 0.24, 16×8 at 0.61. Part features are still pooled on E's
+    grid (the fine maps averaged over each cell), and so are L_fc and the visibility.
     """
 
     num_parts: int = Field(10, ge=0)
@@ -121,6 +126,7 @@ class HeadsConfig(StrictModel):
     jacobian: Literal["query", "heatmap_pooled"] = "query"
     part_source: Literal["encoder", "projection", "backbone"] = "encoder"
     part_backbone_gradient: float = Field(1.0, ge=0.0, le=1.0)
+    fine_segmentation: bool = False
 
     @model_validator(mode="after")
     def _branches_match_parts(self) -> HeadsConfig:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from reid_core.config import HeadsConfig
@@ -97,13 +98,39 @@ class KeypointHead(nn.Module):
 
 
 class SegmentationHead(nn.Module):
-    """K+1 part probability maps; channel 0 is the background."""
+    """K+1 part probability maps; channel 0 is the background.
 
-    def __init__(self, d_model: int, temperature: float) -> None:
+    With ``skip_channels`` (heads.fine_segmentation) the maps are drawn at the skip map's finer
+    grid: E upsampled bilinearly plus a zero-initialised 1×1 projection of the skip map, so
+    training starts from the smooth upsampled segmentation and learns the edges from there.
+    """
+
+    def __init__(self, d_model: int, temperature: float, skip_channels: int = 0) -> None:
         super().__init__()
         self.temperature = temperature
         self.embed = embedding_mlp(d_model)
+        self.skip = nn.Conv2d(skip_channels, d_model, kernel_size=1) if skip_channels else None
+        if self.skip is not None:
+            nn.init.zeros_(self.skip.weight)
+            nn.init.zeros_(self.skip.bias)
 
-    def forward(self, feature_map: torch.Tensor, part_queries: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        feature_map: torch.Tensor,
+        part_queries: torch.Tensor,
+        skip_map: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if self.skip is not None and skip_map is not None:
+            feature_map = F.interpolate(
+                feature_map, size=skip_map.shape[-2:], mode="bilinear", align_corners=False
+            ) + self.skip(skip_map)
         logits = embedding_logits(feature_map, self.embed(part_queries)) / self.temperature
         return logits.softmax(1)
+
+
+def segmentation_on_grid(segmentation: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """A [B, K+1, H, W] segmentation on the coarser h×w grid of E: each cell's mean (still a
+    distribution over the K+1 parts); unchanged when it is already on that grid."""
+    if tuple(segmentation.shape[-2:]) == tuple(grid):
+        return segmentation
+    return F.adaptive_avg_pool2d(segmentation, grid)

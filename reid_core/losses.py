@@ -34,7 +34,12 @@ from torch import nn
 
 from reid_core.config import ModelConfig, load_model_config
 from reid_core.distance import pairwise_distance, part_distance
-from reid_core.heads import part_distributions, segment_centroids, soft_argmax
+from reid_core.heads import (
+    part_distributions,
+    segment_centroids,
+    segmentation_on_grid,
+    soft_argmax,
+)
 from reid_core.model import MotionAwareTransformer, TrainOutput
 from reid_core.motion import (
     ThinPlateSpline,
@@ -349,7 +354,9 @@ class MotionAwareLoss:
         others = index[:, 1:].reshape(-1)
         features, feature_map = output.features, output.feature_map.float()
         loss_cfg = self.cfg.loss
-        segmentation = features.segmentation.float()
+        segmentation = segmentation_on_grid(
+            features.segmentation.float(), tuple(feature_map.shape[-2:])
+        )
         if loss_cfg.motion_anchor == "centroid":
             anchors = segment_centroids(segmentation)
         else:

@@ -24,6 +24,7 @@ from reid_core.heads import (
     KeypointHead,
     SegmentationHead,
     segment_centroids,
+    segmentation_on_grid,
 )
 from reid_core.transformer import (
     ProjectionWithPosition,
@@ -111,7 +112,11 @@ class MotionAwareTransformer(nn.Module):
         self.decoder = self.segmentation_head = self.keypoint_head = None
         if heads.num_parts > 0:
             self.decoder = QueryDecoder(width, self.dim, num_keypoints, heads.num_parts)
-            self.segmentation_head = SegmentationHead(self.dim, heads.segmentation_temperature)
+            self.segmentation_head = SegmentationHead(
+                self.dim,
+                heads.segmentation_temperature,
+                self.backbone.skip_channels if heads.fine_segmentation else 0,
+            )
         if self.has_keypoints:
             self.keypoint_head = KeypointHead(heads, self.dim)
         self.global_neck = BNNeck(self.dim) if cfg.neck.bnneck else nn.Identity()
@@ -133,11 +138,19 @@ class MotionAwareTransformer(nn.Module):
         yield self.decoder.keypoint_queries
         yield from self.keypoint_head.parameters()
 
-    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Backbone → projection + position → encoder (SPEC §2.1-2.3): E [B, d, h, w] and the
+    def encode(
+        self, images: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Backbone → projection + position → encoder (SPEC §2.1-2.3): E [B, d, h, w], the
         map the part features are pooled from (heads.part_source: E, the projected map, or the
-        backbone map through the parts' own projection)."""
-        backbone_map = feature_map = self.backbone(images)
+        backbone map through the parts' own projection), and the backbone's map at half the
+        stride when the segmentation is drawn on that finer grid (else None)."""
+        skip_map = None
+        if self.config.heads.num_parts and self.config.heads.fine_segmentation:
+            skip_map, backbone_map = self.backbone.forward_with_skip(images)
+        else:
+            backbone_map = self.backbone(images)
+        feature_map = backbone_map
         projected = feature_map
         if self.projection is not None:
             projected, feature_map = self.projection(feature_map)
@@ -147,15 +160,15 @@ class MotionAwareTransformer(nn.Module):
             share = self.config.heads.part_backbone_gradient
             if share != 1.0:
                 backbone_map = scale_gradient(backbone_map, share)
-            return feature_map, self.part_projection(backbone_map)
+            return feature_map, self.part_projection(backbone_map), skip_map
         part_source = projected if self.config.heads.part_source == "projection" else feature_map
-        return feature_map, part_source
+        return feature_map, part_source, skip_map
 
     def _parts(
-        self, feature_map: torch.Tensor, part_source: torch.Tensor
+        self, feature_map: torch.Tensor, part_source: torch.Tensor, skip_map: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """→ part embeddings [B,K,d] (S-weighted means of ``part_source``), visibility [B,K],
-        keypoints, Jacobians, segmentation (from E)."""
+        """→ part embeddings [B,K,d] (S-weighted means of ``part_source`` on E's grid),
+        visibility [B,K], keypoints, Jacobians, segmentation (from E, finer with a skip map)."""
         batch, dim, height, width = feature_map.shape
         if self.decoder is None:
             return (
@@ -166,8 +179,8 @@ class MotionAwareTransformer(nn.Module):
                 feature_map.new_ones(batch, 1, height, width),
             )
         keypoint_queries, part_queries = self.decoder(to_tokens(feature_map))
-        segmentation = self.segmentation_head(feature_map, part_queries)
-        part_maps = segmentation[:, 1:]
+        segmentation = self.segmentation_head(feature_map, part_queries, skip_map)
+        part_maps = segmentation_on_grid(segmentation, (height, width))[:, 1:]
         mass = part_maps.sum((2, 3))  # [B, K] in grid cells
         denominator = mass.unsqueeze(-1) + PART_MASS_EPS
         embeddings = torch.einsum("bkhw,bdhw->bkd", part_maps, part_source) / denominator
@@ -180,10 +193,10 @@ class MotionAwareTransformer(nn.Module):
         return embeddings, visibility, keypoints, jacobians, segmentation
 
     def forward(self, images: torch.Tensor) -> ReIDFeatures | TrainOutput:
-        feature_map, part_source = self.encode(images)
+        feature_map, part_source, skip_map = self.encode(images)
         global_embedding = feature_map.mean((2, 3))  # f_g = GAP(E)
         part_embeddings, visibility, keypoints, jacobians, segmentation = self._parts(
-            feature_map, part_source
+            feature_map, part_source, skip_map
         )
         global_features = self.global_neck(global_embedding)
         part_features = part_embeddings

@@ -114,3 +114,22 @@ def test_bad_input_is_a_clear_error(exported: Exported, tmp_path: Path, capsys) 
     )
     assert code == 2
     assert "opset 13" in capsys.readouterr().err
+
+
+def test_a_fine_segmentation_model_exports_with_equal_outputs(tmp_path: Path) -> None:
+    """heads.fine_segmentation (the stride-8 skip) survives export: S at twice E's grid."""
+    torch.manual_seed(0)
+    model = build_model(
+        tiny_model_config(input_size=SMALL_INPUT, heads={"fine_segmentation": True})
+    ).eval()
+    torch.nn.init.normal_(model.segmentation_head.skip.weight, std=0.1)
+    path = export_onnx(model, tmp_path / "fine.onnx")
+    images = torch.randn(2, 3, *SMALL_INPUT)
+    with torch.no_grad():
+        expected = model(images)
+    actual = OnnxEmbedder(path, device="cpu").forward(images)
+    assert actual.segmentation.shape == (2, model.num_parts + 1, 8, 4)
+    for name in OUTPUT_NAMES:
+        torch.testing.assert_close(
+            getattr(actual, name), getattr(expected, name), atol=1e-4, rtol=0
+        )

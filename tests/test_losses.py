@@ -152,6 +152,24 @@ def test_part_supervision_and_concentration_terms_join_the_total() -> None:
     assert torch.allclose(terms["total"], expected)
 
 
+def test_fine_segmentation_trains_with_every_term() -> None:
+    """The finer S meets L_part at its own grid and L_fc on E's grid."""
+    config = tiny_model_config(
+        num_classes=3,
+        heads={"num_parts": 6, "fine_segmentation": True},
+        loss={"weights": {"part_supervision": 1.0, "concentration": 1.0}},
+        **SMALL_INPUT,
+    )
+    model = build_model(config).train()
+    terms = MotionAwareLoss(model.config)(
+        model, torch.randn(8, 3, 128, 64), PIDS, part_maps=torch.randint(0, 17, (8, 128, 64))
+    )
+    assert {"feature_consistency", "part_supervision", "equivariance"} <= set(terms)
+    assert all(torch.isfinite(v) for v in terms.values())
+    terms["total"].backward()
+    assert model.segmentation_head.skip.weight.grad.abs().sum() > 0
+
+
 def test_part_supervision_is_the_cross_entropy_against_grouped_cell_shares() -> None:
     """K = 3 (head+neck | torso+arms+carried | legs+feet) on a 1×2 grid of 2×2-pixel cells."""
     labels = torch.tensor([[[1, 3, 0, 0], [2, 16, 12, 0]]])  # [1, 2, 4]: cell 0 | cell 1

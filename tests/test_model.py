@@ -82,7 +82,7 @@ def test_part_features_and_visibility_follow_the_segmentation() -> None:
     segmentation[0, 0, 5, 0] = 0.0
     segmentation[0, 2, 5, 0] = 1.0  # part 2: 1 cell; part 3: none
     model.segmentation_head.forward = lambda *_: segmentation
-    model.encode = lambda images: (feature_map, feature_map)
+    model.encode = lambda images: (feature_map, feature_map, None)
     with torch.no_grad():
         features = model(torch.zeros(1, 3, 256, 128))
     min_cells = model.config.visibility.min_cells
@@ -169,6 +169,39 @@ def test_part_backbone_gradient_scales_what_the_part_features_send_to_the_backbo
 def test_part_backbone_gradient_needs_backbone_parts() -> None:
     with pytest.raises(ValueError, match="part_backbone_gradient"):
         build_model(tiny_model_config(heads={"num_parts": 3, "part_backbone_gradient": 0.5}))
+
+
+def test_fine_segmentation_draws_parts_at_twice_the_grid_and_pools_them_on_e() -> None:
+    """heads.fine_segmentation: S on the backbone's stride-8 grid (E upsampled + a zero-init
+    skip projection), part features and visibility from S averaged back onto E's cells."""
+    model = build_model(
+        tiny_model_config(heads={"num_parts": 3, "fine_segmentation": True}, neck={"bnneck": False})
+    ).eval()
+    assert model.backbone.skip_channels == 128  # resnet18's layer2, stride 8
+    images = torch.randn(2, 3, 256, 128)
+    with torch.no_grad():
+        features = model(images)
+        encoded = model.encode(images)
+        skip_map = encoded[2]
+    assert skip_map.shape[-2:] == (32, 16) and features.segmentation.shape == (2, 4, 32, 16)
+    assert torch.allclose(features.segmentation.sum(1), torch.ones(2, 32, 16), atol=1e-5)
+    coarse = torch.nn.functional.avg_pool2d(features.segmentation, 2)[:, 1:]
+    expected = torch.einsum("bkhw,bdhw->bkd", coarse, encoded[1]) / (
+        coarse.sum((2, 3)).unsqueeze(-1) + 1e-6
+    )
+    assert torch.allclose(features.part_features, expected, atol=1e-4)
+    # at init the skip adds nothing: S is the segmentation of E upsampled bilinearly
+    head = model.segmentation_head
+    with torch.no_grad():
+        queries = model.decoder(encoded[0].flatten(2).transpose(1, 2))[1]
+        upsampled = torch.nn.functional.interpolate(
+            encoded[0], size=(32, 16), mode="bilinear", align_corners=False
+        )
+        plain = (head.embed(queries) @ upsampled.flatten(2)).view(2, 4, 32, 16)
+        plain = (plain / (encoded[0].shape[1] ** 0.5 * head.temperature)).softmax(1)
+        assert torch.allclose(features.segmentation, plain, atol=1e-5)
+        torch.nn.init.normal_(head.skip.weight)
+        assert not torch.allclose(model(images).segmentation, features.segmentation, atol=1e-3)
 
 
 def test_keypoint_branch_off_gives_part_centroids_and_identity_jacobians() -> None:
