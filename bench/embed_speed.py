@@ -12,8 +12,9 @@ does not depend on their values, and no ImageNet file is needed).
 
 With --variants (default) it also measures, on onnxruntime at batch 8 and 32, what would make
 the full model meet its target without touching the paper configs: d_model 256, last stride 2,
-int8 dynamic quantisation of the transformer's MatMuls (and of everything), float16, and a
-lower graph optimisation level; same-weight variants report their parity cost against the fp32
+int8 dynamic quantisation of the transformer's MatMuls (and of everything), the static int8
+of `trainer export --int8` (weight-bearing ops, calibrated ranges; attention products float),
+float16, and a lower graph optimisation level; same-weight variants report their parity cost against the fp32
 export (max |Δ| of the global feature relative to its range, and the worst cosine between the
 two global features of a crop).
 
@@ -125,7 +126,12 @@ def main() -> int:
     from rich.table import Table
 
     from reid_core.model import build_model
-    from reid_core.runtime.export import export_onnx, float16_copy, synthetic_crops
+    from reid_core.runtime.export import (
+        export_onnx,
+        float16_copy,
+        int8_copy,
+        synthetic_crops,
+    )
     from reid_core.runtime.onnx_runtime import OnnxEmbedder
     from reid_core.runtime.preprocess import preprocess_crops
     from reid_core.runtime.torch_runtime import TorchEmbedder
@@ -238,6 +244,9 @@ def main() -> int:
             work / "full_stride2.onnx",
         ),
         "fp16": float16_copy(onnx_files["full"], work / "full_fp16.onnx"),
+        "int8 static (convs, linears)": int8_copy(
+            onnx_files["full"], work / "full_int8_static.onnx", synthetic_crops(128, seed=7)
+        ),
     }
     for label, op_types in (("int8 transformer MatMuls", ["MatMul"]), ("int8 all", None)):
         path = work / f"full_{'matmul' if op_types else 'all'}_int8.onnx"
@@ -255,7 +264,13 @@ def main() -> int:
         "variants",
     )
     reference = sessions["full (as above)"].embed(crops[:16]).global_features
-    same_weights = {"fp16", "int8 transformer MatMuls", "int8 all", "graph optimisation basic"}
+    same_weights = {
+        "fp16",
+        "int8 transformer MatMuls",
+        "int8 all",
+        "int8 static (convs, linears)",
+        "graph optimisation basic",
+    }
     table = Table(
         title="full model variants on onnxruntime: crops/s and the ratio to the plain "
         "ResNet-50 in PyTorch eager measured above (target ≥ 1.0)"

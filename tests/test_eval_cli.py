@@ -115,6 +115,27 @@ def test_flip_and_rerank_keep_metrics_in_range(synthetic_root: Path, checkpoint:
     assert torch.equal(flip_average(plain.query, flipped.query).keypoints, plain.query.keypoints)
 
 
+def test_eval_measures_an_onnx_export_like_its_checkpoint(
+    synthetic_root: Path, checkpoint: Path, tmp_path: Path
+) -> None:
+    """`trainer eval --checkpoint model.onnx`: what a worker serves, scored the same way."""
+    from reid_core import load
+    from reid_core.runtime.export import export_onnx
+
+    onnx_path = export_onnx(load(checkpoint), tmp_path / "tiny.onnx")
+    scores = {}
+    for path in (checkpoint, onnx_path):
+        out = tmp_path / path.suffix[1:]
+        argv = ["eval", "--checkpoint", str(path), "--dataset", "synthetic"]
+        assert trainer_main([*argv, "--root", str(synthetic_root), "--out", str(out)]) == 0
+        scores[path.suffix] = json.loads((out / "metrics.json").read_text())["synthetic"]
+    for key in ("rank1", "mAP", "mINP"):
+        assert scores[".onnx"][key] == pytest.approx(scores[".safetensors"][key], abs=1e-6)
+    assert scores[".onnx"]["part_health"]["background_fraction"] == pytest.approx(
+        scores[".safetensors"]["part_health"]["background_fraction"], abs=1e-5
+    )
+
+
 def test_eval_needs_one_root_per_dataset(checkpoint: Path, tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="one --root per --dataset"):
         trainer_main(

@@ -19,7 +19,7 @@ from reid_core.cli import build_parser, run
 from reid_core.config import ModelConfig
 from reid_core.model import MotionAwareTransformer
 from reid_core.runtime.export import export_onnx, parity_check, synthetic_crops
-from reid_core.runtime.onnx_runtime import INPUT_NAME, OUTPUT_NAMES, OnnxEmbedder
+from reid_core.runtime.onnx_runtime import INPUT_NAME, OUTPUT_NAMES, OnnxEmbedder, OnnxModule
 
 SMALL_INPUT = [64, 32]
 
@@ -133,3 +133,79 @@ def test_a_fine_segmentation_model_exports_with_equal_outputs(tmp_path: Path) ->
         torch.testing.assert_close(
             getattr(actual, name), getattr(expected, name), atol=1e-4, rtol=0
         )
+
+
+@pytest.fixture(scope="module")
+def crop_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """40 person-sized crops as PNG files in two sub-folders (a data set's layout)."""
+    import cv2
+
+    folder = tmp_path_factory.mktemp("crops")
+    for index, crop in enumerate(synthetic_crops(40, seed=3)):
+        path = folder / f"id{index % 2}" / f"{index:03d}.png"
+        path.parent.mkdir(exist_ok=True)
+        cv2.imwrite(str(path), crop)
+    return folder
+
+
+def test_int8_export_quantises_weight_ops_and_keeps_attention_products_float(
+    exported: Exported, crop_folder: Path, tmp_path: Path
+) -> None:
+    checkpoint = tmp_path / "m.safetensors"
+    save(exported.model, checkpoint)
+    out = tmp_path / "m_int8.onnx"
+    code, printed = trainer_export(
+        "--checkpoint", str(checkpoint), "--out", str(out), "--int8",
+        "--calibration", str(crop_folder), "--calibration-crops", "16", "--parity-crops", "8",
+    )  # fmt: skip
+    assert code == 0, printed
+    assert "parity OK" in printed and "8 held-out crops" in printed and "min cosine" in printed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors", "m_int8.onnx"]
+    embedder = OnnxEmbedder(out, device="cpu")
+    assert embedder.precision == "int8" and embedder.model_config == exported.model.config
+    graph = onnx.load(str(out)).graph
+    int8_weights = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.INT8}
+    dequantised = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+
+    def quantised_inputs(node: onnx.NodeProto) -> list[bool]:
+        return [name in dequantised for name in node.input[:2]]
+
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    assert convs and all(dequantised.get(n.input[1]) in int8_weights for n in convs)
+    weights = {t.name for t in graph.initializer} | set(dequantised)
+    attention = [n for n in graph.node if n.op_type == "MatMul" and not set(n.input) & weights]
+    assert attention and not any(any(quantised_inputs(n)) for n in attention)
+    report = {row.name: row for row in parity_check(exported.model, out, synthetic_crops(8))}
+    assert 0.98 < report["global_features"].min_cosine < 1.0
+    assert out.stat().st_size < exported.onnx_path.stat().st_size / 2
+
+
+def test_int8_export_errors_name_the_flag_or_folder(
+    exported: Exported, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    checkpoint = tmp_path / "m.safetensors"
+    save(exported.model, checkpoint)
+    out = str(tmp_path / "m.onnx")
+    base = ("--checkpoint", str(checkpoint), "--out", out)
+    assert trainer_export(*base, "--int8")[0] == 2
+    assert "--int8 needs --calibration" in capsys.readouterr().err
+    assert trainer_export(*base, "--int8", "--fp16", "--calibration", str(tmp_path))[0] == 2
+    assert "exclude each other" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert trainer_export(*base, "--int8", "--calibration", str(empty))[0] == 2
+    assert f"--calibration {empty}: 0 images" in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_an_export_runs_behind_the_model_interface(exported: Exported) -> None:
+    """OnnxModule: what `trainer eval --checkpoint model.onnx` evaluates."""
+    module = OnnxModule(OnnxEmbedder(exported.onnx_path, device="cpu"))
+    assert module.config == exported.model.config and not module.training
+    images = torch.randn(3, 3, *SMALL_INPUT)
+    with torch.no_grad():
+        expected = exported.model(images)
+    actual = module(images)
+    torch.testing.assert_close(actual.global_features, expected.global_features, atol=1e-4, rtol=0)
+    with pytest.raises(RuntimeError, match="cannot train"):
+        module.train()

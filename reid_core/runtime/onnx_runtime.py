@@ -205,3 +205,23 @@ class OnnxEmbedder(PreprocessingEmbedder):
                 for name, value in zip(OUTPUT_NAMES, outputs, strict=True)
             }
         )
+
+
+class OnnxModule(torch.nn.Module):
+    """An exported file behind the model's interface (eval only: ``images`` → ReIDFeatures,
+    ``config``), so code written for a checkpoint — `trainer eval` — measures what a worker
+    serves, e.g. the accuracy an int8 export keeps."""
+
+    def __init__(self, embedder: OnnxEmbedder) -> None:
+        super().__init__()
+        self.embedder = embedder
+        self.config = embedder.model_config
+        self.eval()
+
+    def train(self, mode: bool = True) -> OnnxModule:
+        if mode:
+            raise RuntimeError(f"{self.embedder.path} is an exported model: it cannot train")
+        return super().train(False)
+
+    def forward(self, images: torch.Tensor) -> ReIDFeatures:
+        return self.embedder.forward(images.detach().float().cpu().contiguous())

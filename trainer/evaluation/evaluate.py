@@ -268,7 +268,13 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
 
     options = parse_overrides(args.options)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = load(args.checkpoint, map_location=device).to(device)
+    if Path(args.checkpoint).suffix == ".onnx":  # an export: measure what a worker serves
+        from reid_core.runtime.onnx_runtime import OnnxEmbedder, OnnxModule
+
+        model = OnnxModule(OnnxEmbedder(args.checkpoint, device="auto"))
+        device = torch.device("cpu")  # the session takes CPU tensors and picks its own device
+    else:
+        model = load(args.checkpoint, map_location=device).to(device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     distance_fn = distance_function(args.distance, args.lam)
@@ -313,7 +319,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Markdown table laid out like the paper's Table 3 (table.md) and ranked_lists.png."
         ),
     )
-    parser.add_argument("--checkpoint", required=True, help="model .safetensors (reid_core.save)")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="model .safetensors (reid_core.save), or an .onnx export (`trainer export`)",
+    )
     parser.add_argument(
         "--dataset",
         action="append",
