@@ -63,7 +63,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument(
-        "--checkpoint", type=Path, action="append", default=[], help="repeatable .safetensors"
+        "--checkpoint",
+        type=Path,
+        action="append",
+        default=[],
+        help="repeatable: .safetensors checkpoints or .onnx exports",
     )
     parser.add_argument("--every", type=int, default=5, help="keep MOT frames 1, 1+N, 1+2N, …")
     parser.add_argument("--min-height", type=int, default=64, help="px, after clipping")
@@ -95,14 +99,16 @@ def main() -> int:
         f"{counts['gallery']} gallery crops from {counts['frames']} frames "
         f"(every {args.every}th from frame 1, boxes ≥ {args.min_height} px)"
     )
-    import reid_core
+    from reid_core.runtime.onnx_runtime import load_model_file
 
     # the run folder names a checkpoint better than its file name (model_last.safetensors)
     names = [f"{path.parent.name}/{path.stem}" for path in args.checkpoint]
     names = [
         n if names.count(n) == 1 else str(p) for n, p in zip(names, args.checkpoint, strict=True)
     ]
-    models = {name: reid_core.load(path) for name, path in zip(names, args.checkpoint, strict=True)}
+    models = {
+        name: load_model_file(path) for name, path in zip(names, args.checkpoint, strict=True)
+    }
     rows, distmats = score_probe(probe, models)
     for row, path in zip(rows[2:], [p for p in args.checkpoint for _ in range(2)], strict=True):
         row["checkpoint"] = str(path)

@@ -163,8 +163,9 @@ def _handle(args: argparse.Namespace) -> int:
         progress.update(task, description=f"exported {out}", advance=1)
 
     table = Table(title=f"{out} ({precision}) vs PyTorch, {parity_source}, CPU")
-    for column in ("output", "shape", "max |Δ|", "max |PyTorch|", "relative", "min cosine"):
-        table.add_column(column, justify="left" if column == "output" else "right")
+    table.add_column("output", no_wrap=True, min_width=len("global_features"))
+    for column in ("shape", "max |Δ|", "max |torch|", "relative", "min cos"):
+        table.add_column(column, justify="right")
     for row in report:
         table.add_row(
             row.name,

@@ -225,3 +225,14 @@ class OnnxModule(torch.nn.Module):
 
     def forward(self, images: torch.Tensor) -> ReIDFeatures:
         return self.embedder.forward(images.detach().float().cpu().contiguous())
+
+
+def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """A model file for inference, either kind: an ``.onnx`` export (an `OnnxModule`, whose
+    session picks its own device and takes CPU tensors) or a ``.safetensors`` checkpoint
+    (`reid_core.load`, on ``device``), in eval mode."""
+    if Path(path).suffix == ".onnx":
+        return OnnxModule(OnnxEmbedder(path, device="auto"))
+    from reid_core.checkpoint import load
+
+    return load(path, map_location=device).to(device).eval()

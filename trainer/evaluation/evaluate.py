@@ -249,7 +249,7 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     """`trainer eval`: every (data set, root) pair → metrics.json, table.md, ranked_lists.png."""
     from rich.console import Console
 
-    from reid_core import load
+    from reid_core.runtime.onnx_runtime import load_model_file
     from trainer.evaluation.tables import (
         load_metrics_json,
         metrics_table,
@@ -269,12 +269,8 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     options = parse_overrides(args.options)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if Path(args.checkpoint).suffix == ".onnx":  # an export: measure what a worker serves
-        from reid_core.runtime.onnx_runtime import OnnxEmbedder, OnnxModule
-
-        model = OnnxModule(OnnxEmbedder(args.checkpoint, device="auto"))
         device = torch.device("cpu")  # the session takes CPU tensors and picks its own device
-    else:
-        model = load(args.checkpoint, map_location=device).to(device)
+    model = load_model_file(args.checkpoint, device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     distance_fn = distance_function(args.distance, args.lam)
