@@ -49,6 +49,15 @@ ROWS: dict[str, tuple[str, str, str, dict[str, Any]]] = {
         {"loss": {"weights": {"part_supervision": 1.0}}},
     ),
     "full_self_supervised": ("main", "#5", FULL, {}),
+    "full_part_supervised_backbone_tenth": (
+        "main",
+        "#5 + L_part, parts from the backbone, 0.1 part gradient to it",
+        FULL,
+        {
+            "loss": {"weights": {"part_supervision": 1.0}},
+            "heads": {"part_source": "backbone", "part_backbone_gradient": 0.1},
+        },
+    ),
     "row1_baseline": ("ablation", "#1", BASELINE, {}),
     "row5_full": ("ablation", "#5", FULL, {}),
     "row2_no_transformer": (
