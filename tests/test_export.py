@@ -209,6 +209,7 @@ def test_an_export_runs_behind_the_model_interface(exported: Exported) -> None:
     module = load_model_file(exported.onnx_path)
     assert isinstance(module, OnnxModule)
     assert module.config == exported.model.config and not module.training
+    assert (module.num_parts, module.dim) == (exported.model.num_parts, exported.model.dim)
     images = torch.randn(3, 3, *SMALL_INPUT)
     with torch.no_grad():
         expected = exported.model(images)

@@ -209,13 +209,15 @@ class OnnxEmbedder(PreprocessingEmbedder):
 
 class OnnxModule(torch.nn.Module):
     """An exported file behind the model's interface (eval only: ``images`` → ReIDFeatures,
-    ``config``), so code written for a checkpoint — `trainer eval` — measures what a worker
-    serves, e.g. the accuracy an int8 export keeps."""
+    ``config``, ``num_parts``, ``dim``), so code written for a checkpoint — `trainer eval`,
+    the real-people probe — measures what a worker serves, e.g. the accuracy an int8 export
+    keeps."""
 
     def __init__(self, embedder: OnnxEmbedder) -> None:
         super().__init__()
         self.embedder = embedder
         self.config = embedder.model_config
+        self.num_parts, self.dim = embedder.num_parts, embedder.dim
         self.eval()
 
     def train(self, mode: bool = True) -> OnnxModule:
