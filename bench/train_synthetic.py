@@ -139,6 +139,19 @@ ROWS: dict[str, tuple[str, str, str, dict[str, Any]]] = {
         FULL,
         {"loss": {"weights": {"part_supervision": 1.0}}, "heads": {"fine_segmentation": True}},
     ),
+    "row5_part_supervised_fine_backbone_tenth": (
+        "ablation",
+        "#5 + L_part, 16×8 segmentation, parts from the backbone at 0.1 gradient",
+        FULL,
+        {
+            "loss": {"weights": {"part_supervision": 1.0}},
+            "heads": {
+                "fine_segmentation": True,
+                "part_source": "backbone",
+                "part_backbone_gradient": 0.1,
+            },
+        },
+    ),
     "row5_fine_segmentation": (
         "ablation",
         "#5, 16×8 segmentation",
