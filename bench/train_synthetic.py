@@ -137,7 +137,13 @@ ROWS: dict[str, tuple[str, str, str, dict[str, Any]]] = {
         "ablation",
         "#5 + L_part, 16×8 segmentation",
         FULL,
-        {"loss": {"weights": {"part_supervision": 1.0}}, "heads": {"fine_segmentation": True}},
+        {"loss": {"weights": {"part_supervision": 1.0}}, "heads": {"segmentation_upsampling": 2}},
+    ),
+    "row5_part_supervised_fine4": (
+        "ablation",
+        "#5 + L_part, 32×16 segmentation",
+        FULL,
+        {"loss": {"weights": {"part_supervision": 1.0}}, "heads": {"segmentation_upsampling": 4}},
     ),
     "row5_part_supervised_fine_backbone_tenth": (
         "ablation",
@@ -146,7 +152,7 @@ ROWS: dict[str, tuple[str, str, str, dict[str, Any]]] = {
         {
             "loss": {"weights": {"part_supervision": 1.0}},
             "heads": {
-                "fine_segmentation": True,
+                "segmentation_upsampling": 2,
                 "part_source": "backbone",
                 "part_backbone_gradient": 0.1,
             },
@@ -156,7 +162,7 @@ ROWS: dict[str, tuple[str, str, str, dict[str, Any]]] = {
         "ablation",
         "#5, 16×8 segmentation",
         FULL,
-        {"heads": {"fine_segmentation": True}},
+        {"heads": {"segmentation_upsampling": 2}},
     ),
     "row5_backbone_parts": (
         "ablation",

@@ -40,8 +40,9 @@ _CLASSIFIER_PREFIX = {
 class Backbone(nn.Module):
     """Feature extractor: images [B,3,H,W] → map [B, out_channels, H/stride, W/stride].
 
-    ``forward_with_skip`` also returns the map of the last stage at half that stride (a
-    U-Net-style skip for heads.fine_segmentation); ``skip_channels`` is its width.
+    ``forward_with_skips`` also returns the maps of the last stages at finer strides (the
+    skips of a U-Net-style decoder, heads.segmentation_upsampling); ``stages`` maps each
+    stride the body passes through to (index of its last stage, channels).
     """
 
     def __init__(self, body: nn.Sequential, out_channels: int, stride: int) -> None:
@@ -49,36 +50,38 @@ class Backbone(nn.Module):
         self.body = body
         self.out_channels = out_channels
         self.stride = stride
-        self.skip_index, self.skip_channels = _last_stage_at_stride(body, stride // 2)
+        self.stages = _last_stage_per_stride(body)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.body(images)
 
-    def forward_with_skip(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """→ (map at stride/2 [B, skip_channels, 2h, 2w], map [B, out_channels, h, w])."""
-        skip = images
+    def forward_with_skips(
+        self, images: torch.Tensor, strides: tuple[int, ...]
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """→ (the maps at ``strides``, in that order; the final map [B, out_channels, h, w])."""
+        wanted = {self.stages[stride][0]: stride for stride in strides}
+        skips: dict[int, torch.Tensor] = {}
         for index, stage in enumerate(self.body):
             images = stage(images)
-            if index == self.skip_index:
-                skip = images
-        return skip, images
+            if index in wanted:
+                skips[wanted[index]] = images
+        return [skips[stride] for stride in strides], images
 
 
-def _last_stage_at_stride(body: nn.Sequential, stride: int) -> tuple[int, int]:
-    """(index, channels) of the last stage of ``body`` whose output has ``stride``, found by
-    a forward pass of a small dummy image (torchvision bodies do not record their strides)."""
-    size = 32 * stride
+def _last_stage_per_stride(body: nn.Sequential) -> dict[int, tuple[int, int]]:
+    """{stride: (index, channels) of the last stage of ``body`` at that stride}, found by a
+    forward pass of a small dummy image (torchvision bodies do not record their strides)."""
+    size = 64
     x = torch.zeros(1, 3, size, size)
-    found = (-1, 0)
+    stages: dict[int, tuple[int, int]] = {}
     was_training = body.training
     body.eval()
     with torch.no_grad():
         for index, stage in enumerate(body):
             x = stage(x)
-            if size // x.shape[-1] == stride:
-                found = (index, x.shape[1])
+            stages[size // x.shape[-1]] = (index, x.shape[1])
     body.train(was_training)
-    return found
+    return stages
 
 
 def imagenet_weights_file(name: str) -> Path:

@@ -111,11 +111,12 @@ class HeadsConfig(StrictModel):
     gradient that reaches the backbone (1 = all; 0 = none: the parts' projection learns on a
     backbone that only the global losses train, so part losses cannot pull the shared backbone
     towards local appearance — measured to cost the global feature 9 mAP at 1).
-    fine_segmentation: the K+1 segmentation at twice E's resolution (16×8 at 128×64), from E
-    upsampled plus a 1×1 projection of the backbone map at that stride (a U-Net skip, zero at
-    init). A 8×4 grid cannot draw a head or an arm — the best segmentation it can hold agrees
-    with the rendered parts at mIoU 0.24, 16×8 at 0.61. Part features are still pooled on E's
-    grid (the fine maps averaged over each cell), and so are L_fc and the visibility.
+    segmentation_upsampling: the K+1 segmentation at 1, 2 or 4 × E's resolution (2: 16×8 at
+    128×64), drawn as a U-Net decoder draws it: E upsampled ×2 plus a zero-initialised 1×1
+    projection of the backbone map at that stride, once per factor of 2. An 8×4 grid cannot
+    draw a head or an arm — the best segmentation it can hold agrees with the rendered parts at
+    mIoU 0.24, 16×8 at 0.61, 32×16 at 0.86. Part features are still pooled on E's grid (the
+    fine maps averaged over each cell), and so are L_fc and the visibility.
     """
 
     num_parts: int = Field(10, ge=0)
@@ -126,7 +127,7 @@ class HeadsConfig(StrictModel):
     jacobian: Literal["query", "heatmap_pooled"] = "query"
     part_source: Literal["encoder", "projection", "backbone"] = "encoder"
     part_backbone_gradient: float = Field(1.0, ge=0.0, le=1.0)
-    fine_segmentation: bool = False
+    segmentation_upsampling: Literal[1, 2, 4] = 1
 
     @model_validator(mode="after")
     def _branches_match_parts(self) -> HeadsConfig:

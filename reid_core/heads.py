@@ -100,30 +100,33 @@ class KeypointHead(nn.Module):
 class SegmentationHead(nn.Module):
     """K+1 part probability maps; channel 0 is the background.
 
-    With ``skip_channels`` (heads.fine_segmentation) the maps are drawn at the skip map's finer
-    grid: E upsampled bilinearly plus a zero-initialised 1×1 projection of the skip map, so
+    With ``skip_channels`` (heads.segmentation_upsampling, coarse to fine) the maps are drawn
+    on the finest skip's grid, as a U-Net decoder does: per skip, the map so far upsampled
+    bilinearly to the skip's size plus a zero-initialised 1×1 projection of the skip, so
     training starts from the smooth upsampled segmentation and learns the edges from there.
     """
 
-    def __init__(self, d_model: int, temperature: float, skip_channels: int = 0) -> None:
+    def __init__(
+        self, d_model: int, temperature: float, skip_channels: tuple[int, ...] = ()
+    ) -> None:
         super().__init__()
         self.temperature = temperature
         self.embed = embedding_mlp(d_model)
-        self.skip = nn.Conv2d(skip_channels, d_model, kernel_size=1) if skip_channels else None
-        if self.skip is not None:
-            nn.init.zeros_(self.skip.weight)
-            nn.init.zeros_(self.skip.bias)
+        self.skips = nn.ModuleList(nn.Conv2d(c, d_model, kernel_size=1) for c in skip_channels)
+        for skip in self.skips:
+            nn.init.zeros_(skip.weight)
+            nn.init.zeros_(skip.bias)
 
     def forward(
         self,
         feature_map: torch.Tensor,
         part_queries: torch.Tensor,
-        skip_map: torch.Tensor | None = None,
+        skip_maps: list[torch.Tensor] | tuple[torch.Tensor, ...] = (),
     ) -> torch.Tensor:
-        if self.skip is not None and skip_map is not None:
+        for projection, skip_map in zip(self.skips, skip_maps, strict=True):
             feature_map = F.interpolate(
                 feature_map, size=skip_map.shape[-2:], mode="bilinear", align_corners=False
-            ) + self.skip(skip_map)
+            ) + projection(skip_map)
         logits = embedding_logits(feature_map, self.embed(part_queries)) / self.temperature
         return logits.softmax(1)
 

@@ -110,12 +110,18 @@ class MotionAwareTransformer(nn.Module):
         self.has_keypoints = heads.num_parts > 0 and heads.keypoints != "off"
         num_keypoints = heads.num_parts if self.has_keypoints else 0
         self.decoder = self.segmentation_head = self.keypoint_head = None
+        self.skip_strides: tuple[int, ...] = ()
         if heads.num_parts > 0:
             self.decoder = QueryDecoder(width, self.dim, num_keypoints, heads.num_parts)
+            self.skip_strides = tuple(
+                self.backbone.stride // factor
+                for factor in (2, 4)
+                if factor <= heads.segmentation_upsampling
+            )
             self.segmentation_head = SegmentationHead(
                 self.dim,
                 heads.segmentation_temperature,
-                self.backbone.skip_channels if heads.fine_segmentation else 0,
+                tuple(self.backbone.stages[stride][1] for stride in self.skip_strides),
             )
         if self.has_keypoints:
             self.keypoint_head = KeypointHead(heads, self.dim)
@@ -138,16 +144,14 @@ class MotionAwareTransformer(nn.Module):
         yield self.decoder.keypoint_queries
         yield from self.keypoint_head.parameters()
 
-    def encode(
-        self, images: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """Backbone → projection + position → encoder (SPEC §2.1-2.3): E [B, d, h, w], the
         map the part features are pooled from (heads.part_source: E, the projected map, or the
-        backbone map through the parts' own projection), and the backbone's map at half the
-        stride when the segmentation is drawn on that finer grid (else None)."""
-        skip_map = None
-        if self.config.heads.num_parts and self.config.heads.fine_segmentation:
-            skip_map, backbone_map = self.backbone.forward_with_skip(images)
+        backbone map through the parts' own projection), and the backbone's maps at the finer
+        strides the segmentation is drawn through (heads.segmentation_upsampling; else [])."""
+        skip_maps: list[torch.Tensor] = []
+        if self.skip_strides:
+            skip_maps, backbone_map = self.backbone.forward_with_skips(images, self.skip_strides)
         else:
             backbone_map = self.backbone(images)
         feature_map = backbone_map
@@ -160,15 +164,15 @@ class MotionAwareTransformer(nn.Module):
             share = self.config.heads.part_backbone_gradient
             if share != 1.0:
                 backbone_map = scale_gradient(backbone_map, share)
-            return feature_map, self.part_projection(backbone_map), skip_map
+            return feature_map, self.part_projection(backbone_map), skip_maps
         part_source = projected if self.config.heads.part_source == "projection" else feature_map
-        return feature_map, part_source, skip_map
+        return feature_map, part_source, skip_maps
 
     def _parts(
-        self, feature_map: torch.Tensor, part_source: torch.Tensor, skip_map: torch.Tensor | None
+        self, feature_map: torch.Tensor, part_source: torch.Tensor, skip_maps: list[torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """→ part embeddings [B,K,d] (S-weighted means of ``part_source`` on E's grid),
-        visibility [B,K], keypoints, Jacobians, segmentation (from E, finer with a skip map)."""
+        visibility [B,K], keypoints, Jacobians, segmentation (from E, finer through skip maps)."""
         batch, dim, height, width = feature_map.shape
         if self.decoder is None:
             return (
@@ -179,7 +183,7 @@ class MotionAwareTransformer(nn.Module):
                 feature_map.new_ones(batch, 1, height, width),
             )
         keypoint_queries, part_queries = self.decoder(to_tokens(feature_map))
-        segmentation = self.segmentation_head(feature_map, part_queries, skip_map)
+        segmentation = self.segmentation_head(feature_map, part_queries, skip_maps)
         part_maps = segmentation_on_grid(segmentation, (height, width))[:, 1:]
         mass = part_maps.sum((2, 3))  # [B, K] in grid cells
         denominator = mass.unsqueeze(-1) + PART_MASS_EPS
@@ -193,10 +197,10 @@ class MotionAwareTransformer(nn.Module):
         return embeddings, visibility, keypoints, jacobians, segmentation
 
     def forward(self, images: torch.Tensor) -> ReIDFeatures | TrainOutput:
-        feature_map, part_source, skip_map = self.encode(images)
+        feature_map, part_source, skip_maps = self.encode(images)
         global_embedding = feature_map.mean((2, 3))  # f_g = GAP(E)
         part_embeddings, visibility, keypoints, jacobians, segmentation = self._parts(
-            feature_map, part_source, skip_map
+            feature_map, part_source, skip_maps
         )
         global_features = self.global_neck(global_embedding)
         part_features = part_embeddings

@@ -123,12 +123,12 @@ def test_bad_input_is_a_clear_error(exported: Exported, tmp_path: Path, capsys) 
 
 
 def test_a_fine_segmentation_model_exports_with_equal_outputs(tmp_path: Path) -> None:
-    """heads.fine_segmentation (the stride-8 skip) survives export: S at twice E's grid."""
+    """heads.segmentation_upsampling (the stride-8 skip) survives export: S at twice E's grid."""
     torch.manual_seed(0)
     model = build_model(
-        tiny_model_config(input_size=SMALL_INPUT, heads={"fine_segmentation": True})
+        tiny_model_config(input_size=SMALL_INPUT, heads={"segmentation_upsampling": 2})
     ).eval()
-    torch.nn.init.normal_(model.segmentation_head.skip.weight, std=0.1)
+    torch.nn.init.normal_(model.segmentation_head.skips[0].weight, std=0.1)
     path = export_onnx(model, tmp_path / "fine.onnx")
     images = torch.randn(2, 3, *SMALL_INPUT)
     with torch.no_grad():

@@ -156,7 +156,7 @@ def test_fine_segmentation_trains_with_every_term() -> None:
     """The finer S meets L_part at its own grid and L_fc on E's grid."""
     config = tiny_model_config(
         num_classes=3,
-        heads={"num_parts": 6, "fine_segmentation": True},
+        heads={"num_parts": 6, "segmentation_upsampling": 2},
         loss={"weights": {"part_supervision": 1.0, "concentration": 1.0}},
         **SMALL_INPUT,
     )
@@ -167,7 +167,7 @@ def test_fine_segmentation_trains_with_every_term() -> None:
     assert {"feature_consistency", "part_supervision", "equivariance"} <= set(terms)
     assert all(torch.isfinite(v) for v in terms.values())
     terms["total"].backward()
-    assert model.segmentation_head.skip.weight.grad.abs().sum() > 0
+    assert model.segmentation_head.skips[0].weight.grad.abs().sum() > 0
 
 
 def test_part_supervision_is_the_cross_entropy_against_grouped_cell_shares() -> None:

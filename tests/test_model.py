@@ -82,7 +82,7 @@ def test_part_features_and_visibility_follow_the_segmentation() -> None:
     segmentation[0, 0, 5, 0] = 0.0
     segmentation[0, 2, 5, 0] = 1.0  # part 2: 1 cell; part 3: none
     model.segmentation_head.forward = lambda *_: segmentation
-    model.encode = lambda images: (feature_map, feature_map, None)
+    model.encode = lambda images: (feature_map, feature_map, [])
     with torch.no_grad():
         features = model(torch.zeros(1, 3, 256, 128))
     min_cells = model.config.visibility.min_cells
@@ -172,17 +172,19 @@ def test_part_backbone_gradient_needs_backbone_parts() -> None:
 
 
 def test_fine_segmentation_draws_parts_at_twice_the_grid_and_pools_them_on_e() -> None:
-    """heads.fine_segmentation: S on the backbone's stride-8 grid (E upsampled + a zero-init
-    skip projection), part features and visibility from S averaged back onto E's cells."""
+    """heads.segmentation_upsampling 2: S on the backbone's stride-8 grid (E upsampled + a
+    zero-init skip projection), part features and visibility from S averaged onto E's cells."""
     model = build_model(
-        tiny_model_config(heads={"num_parts": 3, "fine_segmentation": True}, neck={"bnneck": False})
+        tiny_model_config(
+            heads={"num_parts": 3, "segmentation_upsampling": 2}, neck={"bnneck": False}
+        )
     ).eval()
-    assert model.backbone.skip_channels == 128  # resnet18's layer2, stride 8
+    assert model.skip_strides == (8,) and model.backbone.stages[8] == (5, 128)  # layer2
     images = torch.randn(2, 3, 256, 128)
     with torch.no_grad():
         features = model(images)
         encoded = model.encode(images)
-        skip_map = encoded[2]
+        (skip_map,) = encoded[2]
     assert skip_map.shape[-2:] == (32, 16) and features.segmentation.shape == (2, 4, 32, 16)
     assert torch.allclose(features.segmentation.sum(1), torch.ones(2, 32, 16), atol=1e-5)
     coarse = torch.nn.functional.avg_pool2d(features.segmentation, 2)[:, 1:]
@@ -200,8 +202,24 @@ def test_fine_segmentation_draws_parts_at_twice_the_grid_and_pools_them_on_e() -
         plain = (head.embed(queries) @ upsampled.flatten(2)).view(2, 4, 32, 16)
         plain = (plain / (encoded[0].shape[1] ** 0.5 * head.temperature)).softmax(1)
         assert torch.allclose(features.segmentation, plain, atol=1e-5)
-        torch.nn.init.normal_(head.skip.weight)
+        torch.nn.init.normal_(head.skips[0].weight)
         assert not torch.allclose(model(images).segmentation, features.segmentation, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenetv2"])
+def test_segmentation_upsampling_4_goes_through_the_stride_8_and_4_maps(name: str) -> None:
+    config = tiny_model_config(
+        backbone={"name": name}, heads={"num_parts": 3, "segmentation_upsampling": 4}
+    )
+    model = build_model(config).eval()
+    assert model.skip_strides == (8, 4)
+    channels = {"resnet18": (128, 64), "mobilenetv2": (32, 24)}[name]
+    assert tuple(s.in_channels for s in model.segmentation_head.skips) == channels
+    with torch.no_grad():
+        features = model(torch.randn(1, 3, 256, 128))
+    assert features.segmentation.shape == (1, 4, 64, 32)
+    assert features.part_features.shape == (1, 3, model.dim)
+    assert build_model(tiny_model_config(backbone={"name": name})).skip_strides == ()
 
 
 def test_keypoint_branch_off_gives_part_centroids_and_identity_jacobians() -> None:
