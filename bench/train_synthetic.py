@@ -58,6 +58,25 @@ ROWS: dict[str, tuple[str, str, str, dict[str, Any]]] = {
             "heads": {"part_source": "backbone", "part_backbone_gradient": 0.1},
         },
     ),
+    "full_part_supervised_fine_backbone_tenth": (
+        "main",
+        "#5 + L_part, 16×8 segmentation, parts from the backbone at 0.1 gradient",
+        FULL,
+        {
+            "loss": {"weights": {"part_supervision": 1.0}},
+            "heads": {
+                "segmentation_upsampling": 2,
+                "part_source": "backbone",
+                "part_backbone_gradient": 0.1,
+            },
+        },
+    ),
+    "full_part_supervised_fine4": (
+        "main",
+        "#5 + L_part, 32×16 segmentation",
+        FULL,
+        {"loss": {"weights": {"part_supervision": 1.0}}, "heads": {"segmentation_upsampling": 4}},
+    ),
     "row1_baseline": ("ablation", "#1", BASELINE, {}),
     "row5_full": ("ablation", "#5", FULL, {}),
     "row2_no_transformer": (
