@@ -24,10 +24,11 @@ shipped MobileNetV2 model they took the worst cosine from 0.9972 to 0.9947 (min-
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -219,7 +220,9 @@ def int8_copy(
     with tempfile.TemporaryDirectory() as work:
         prepared = Path(work) / "prepared.onnx"
         quantised = Path(work) / "int8.onnx"
-        with _quiet_logger("root"):
+        # onnxruntime's calibration prints its progress (histograms, percentiles): keep the
+        # caller's console to its own progress display
+        with _quiet_logger("root"), redirect_stdout(io.StringIO()):
             quant_pre_process(str(source), str(prepared))
             graph = onnx.load(str(prepared)).graph
             weights = {tensor.name for tensor in graph.initializer}
