@@ -39,6 +39,14 @@ FULL = "configs/model/demo_cpu.yaml"
 BASELINE = "configs/model/cpu_small_baseline.yaml"
 NO_DECODER_JACOBIAN = {"heads": {"jacobian": "heatmap_pooled"}}
 
+
+def part_supervised(**heads: Any) -> dict[str, Any]:
+    """Overrides of a row with synthetic part supervision (L_part) and these head settings."""
+    return {"loss": {"weights": {"part_supervision": 1.0}}, **({"heads": heads} if heads else {})}
+
+
+BACKBONE_TENTH = {"part_source": "backbone", "part_backbone_gradient": 0.1}
+
 # name → (group, paper row, base model config, model overrides)
 ROWS: dict[str, tuple[str, str, str, dict[str, Any]]] = {
     "baseline": ("main", "#1", BASELINE, {}),
@@ -46,36 +54,26 @@ ROWS: dict[str, tuple[str, str, str, dict[str, Any]]] = {
         "main",
         "#5 + L_part",
         FULL,
-        {"loss": {"weights": {"part_supervision": 1.0}}},
+        part_supervised(),
     ),
     "full_self_supervised": ("main", "#5", FULL, {}),
     "full_part_supervised_backbone_tenth": (
         "main",
         "#5 + L_part, parts from the backbone, 0.1 part gradient to it",
         FULL,
-        {
-            "loss": {"weights": {"part_supervision": 1.0}},
-            "heads": {"part_source": "backbone", "part_backbone_gradient": 0.1},
-        },
+        part_supervised(**BACKBONE_TENTH),
     ),
     "full_part_supervised_fine_backbone_tenth": (
         "main",
         "#5 + L_part, 16×8 segmentation, parts from the backbone at 0.1 gradient",
         FULL,
-        {
-            "loss": {"weights": {"part_supervision": 1.0}},
-            "heads": {
-                "segmentation_upsampling": 2,
-                "part_source": "backbone",
-                "part_backbone_gradient": 0.1,
-            },
-        },
+        part_supervised(**BACKBONE_TENTH, segmentation_upsampling=2),
     ),
     "full_part_supervised_fine4": (
         "main",
         "#5 + L_part, 32×16 segmentation",
         FULL,
-        {"loss": {"weights": {"part_supervision": 1.0}}, "heads": {"segmentation_upsampling": 4}},
+        part_supervised(segmentation_upsampling=4),
     ),
     "row1_baseline": ("ablation", "#1", BASELINE, {}),
     "row5_full": ("ablation", "#5", FULL, {}),
@@ -120,62 +118,49 @@ ROWS: dict[str, tuple[str, str, str, dict[str, Any]]] = {
         "ablation",
         "#5 + L_part",
         FULL,
-        {"loss": {"weights": {"part_supervision": 1.0}}},
+        part_supervised(),
     ),
     "row5_part_supervised_projection": (
         "ablation",
         "#5 + L_part, parts from projection",
         FULL,
-        {"loss": {"weights": {"part_supervision": 1.0}}, "heads": {"part_source": "projection"}},
+        part_supervised(part_source="projection"),
     ),
     "row5_part_supervised_backbone": (
         "ablation",
         "#5 + L_part, parts from the backbone",
         FULL,
-        {"loss": {"weights": {"part_supervision": 1.0}}, "heads": {"part_source": "backbone"}},
+        part_supervised(part_source="backbone"),
     ),
     "row5_part_supervised_backbone_detached": (
         "ablation",
         "#5 + L_part, parts from the backbone, no part gradient to it",
         FULL,
-        {
-            "loss": {"weights": {"part_supervision": 1.0}},
-            "heads": {"part_source": "backbone", "part_backbone_gradient": 0.0},
-        },
+        part_supervised(part_source="backbone", part_backbone_gradient=0.0),
     ),
     "row5_part_supervised_backbone_tenth": (
         "ablation",
         "#5 + L_part, parts from the backbone, 0.1 part gradient to it",
         FULL,
-        {
-            "loss": {"weights": {"part_supervision": 1.0}},
-            "heads": {"part_source": "backbone", "part_backbone_gradient": 0.1},
-        },
+        part_supervised(**BACKBONE_TENTH),
     ),
     "row5_part_supervised_fine": (
         "ablation",
         "#5 + L_part, 16×8 segmentation",
         FULL,
-        {"loss": {"weights": {"part_supervision": 1.0}}, "heads": {"segmentation_upsampling": 2}},
+        part_supervised(segmentation_upsampling=2),
     ),
     "row5_part_supervised_fine4": (
         "ablation",
         "#5 + L_part, 32×16 segmentation",
         FULL,
-        {"loss": {"weights": {"part_supervision": 1.0}}, "heads": {"segmentation_upsampling": 4}},
+        part_supervised(segmentation_upsampling=4),
     ),
     "row5_part_supervised_fine_backbone_tenth": (
         "ablation",
         "#5 + L_part, 16×8 segmentation, parts from the backbone at 0.1 gradient",
         FULL,
-        {
-            "loss": {"weights": {"part_supervision": 1.0}},
-            "heads": {
-                "segmentation_upsampling": 2,
-                "part_source": "backbone",
-                "part_backbone_gradient": 0.1,
-            },
-        },
+        part_supervised(**BACKBONE_TENTH, segmentation_upsampling=2),
     ),
     "row5_fine_segmentation": (
         "ablation",
