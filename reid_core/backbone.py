@@ -8,6 +8,7 @@ reads a local state dict, and ``random`` is the only way to get a random init.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import re
 from collections.abc import Mapping
@@ -50,7 +51,12 @@ class Backbone(nn.Module):
         self.body = body
         self.out_channels = out_channels
         self.stride = stride
-        self.stages = _last_stage_per_stride(body)
+
+    @functools.cached_property
+    def stages(self) -> dict[int, tuple[int, int]]:
+        """Found once, when a model first asks (only models with a finer segmentation do):
+        it costs a forward pass of the body."""
+        return _last_stage_per_stride(self.body)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.body(images)

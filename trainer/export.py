@@ -64,36 +64,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_handle)
 
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-
-
 def read_crop_folder(folder: Path, count: int, held_out: int) -> tuple[list, list]:
     """(``count`` crops taken evenly from the images under ``folder``, up to ``held_out`` of
     the others, also evenly): calibration and parity crops that never overlap. BGR uint8."""
-    import cv2
+    from trainer.viz import IMAGE_SUFFIXES, read_crops
 
     if not folder.is_dir():
         raise FileNotFoundError(f"--calibration {folder} is not a folder")
     paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if len(paths) < 2:
         raise ValueError(
-            f"--calibration {folder}: {len(paths)} images ({', '.join(IMAGE_SUFFIXES)}); need "
-            "at least 2 (one to calibrate, one to check) — render some with `trainer synth` "
-            "or harvest them with `stream harvest`"
+            f"--calibration {folder}: {len(paths)} images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
+            "need at least 2 (one to calibrate, one to check) — render some with `trainer "
+            "synth` or harvest them with `stream harvest`"
         )
     count = min(count, len(paths) - 1)
     chosen = {round(i * len(paths) / count) for i in range(count)}
     others = [p for i, p in enumerate(paths) if i not in chosen]
     step = max(1, len(others) // max(held_out, 1))
     check = others[::step][:held_out]
-
-    def read(path: Path):
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None or image.size == 0:
-            raise ValueError(f"--calibration: cannot read image {path}")
-        return image
-
-    return [read(paths[i]) for i in sorted(chosen)], [read(p) for p in check]
+    calibration = [paths[i] for i in sorted(chosen)]
+    return read_crops(calibration, "--calibration"), read_crops(check, "--calibration")
 
 
 def _handle(args: argparse.Namespace) -> int:

@@ -45,15 +45,16 @@ def collect_images(paths: list[Path]) -> list[Path]:
     return found
 
 
-def read_crops(paths: list[Path]) -> list[Any]:
-    """BGR crops; an unreadable image is a ValueError naming it."""
+def read_crops(paths: list[Path], option: str = "--images") -> list[Any]:
+    """BGR crops; an unreadable image is a ValueError naming it (and the ``option`` that
+    named its folder)."""
     import cv2
 
     crops = []
     for path in paths:
         crop = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if crop is None:
-            raise ValueError(f"--images: {path} is not a readable image")
+            raise ValueError(f"{option}: {path} is not a readable image")
         crops.append(crop)
     return crops
 

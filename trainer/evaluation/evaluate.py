@@ -249,7 +249,7 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     """`trainer eval`: every (data set, root) pair → metrics.json, table.md, ranked_lists.png."""
     from rich.console import Console
 
-    from reid_core.runtime.onnx_runtime import load_model_file
+    from reid_core.runtime.onnx_runtime import OnnxModule, load_model_file
     from trainer.evaluation.tables import (
         load_metrics_json,
         metrics_table,
@@ -268,9 +268,9 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
 
     options = parse_overrides(args.options)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if Path(args.checkpoint).suffix == ".onnx":  # an export: measure what a worker serves
-        device = torch.device("cpu")  # the session takes CPU tensors and picks its own device
     model = load_model_file(args.checkpoint, device)
+    if isinstance(model, OnnxModule):  # an export: measure what a worker serves
+        device = torch.device("cpu")  # its session takes CPU tensors and picks its own device
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     distance_fn = distance_function(args.distance, args.lam)
