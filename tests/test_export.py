@@ -162,7 +162,7 @@ def test_int8_export_quantises_weight_ops_and_keeps_attention_products_float(
     out = tmp_path / "m_int8.onnx"
     code, printed = trainer_export(
         "--checkpoint", str(checkpoint), "--out", str(out), "--int8",
-        "--calibration", str(crop_folder), "--calibration-crops", "16", "--parity-crops", "8",
+        "--calibration", str(crop_folder), "--calibration-crops", "20", "--parity-crops", "8",
     )  # fmt: skip
     assert code == 0, printed
     assert "parity OK" in printed and "8 held-out crops" in printed and "min cos" in printed

@@ -204,9 +204,13 @@ def int8_copy(
     if metadata.get("precision", "fp32") != "fp32":
         raise ValueError(f"int8 export: {source} is {metadata['precision']}, not an fp32 export")
     size = tuple(json.loads(metadata["model_config"])["input_size"])
+    # the percentile calibrator stacks its batches, so they must all be one size: the last is
+    # filled up with crops from the start
+    batch_size = min(batch_size, len(calibration_crops))
+    padded = calibration_crops + calibration_crops[: -len(calibration_crops) % batch_size]
     batches = [
-        preprocess_crops(calibration_crops[i : i + batch_size], size).numpy()
-        for i in range(0, len(calibration_crops), batch_size)
+        preprocess_crops(padded[i : i + batch_size], size).numpy()
+        for i in range(0, len(padded), batch_size)
     ]
 
     class Crops(CalibrationDataReader):
