@@ -578,8 +578,11 @@ class CamsConfig(StrictModel):
                 value = {**value, "path": str(_resolve(Path(value["path"]), info))}
             except (ValueError, OSError) as error:  # e.g. a NUL byte in the path
                 raise _problem(("path",), f"not a usable path: {error}") from None
+        # matching settings alone (e.g. `--set gallery.threshold=0.5`): `stream run` keeps the
+        # gallery in its run folder (stream.pipeline.worker_configs), which is checked there
+        located = value.get("path") is not None or value.get("url") is not None
         try:
-            GalleryConfig.model_validate(value)
+            GalleryConfig.model_validate(value if located else {**value, "path": "."})
         except ValidationError as error:
             problems = error.errors()
             raise _problem(
@@ -592,8 +595,11 @@ class CamsConfig(StrictModel):
         return value
 
     def gallery_config(self) -> Any:
-        """The `stream.gallery.GalleryConfig`, or None when cams.yaml has no gallery."""
-        if self.gallery is None:
+        """The `stream.gallery.GalleryConfig`, or None when cams.yaml names no gallery location
+        (`stream run` then keeps one in its run folder)."""
+        if self.gallery is None or (
+            self.gallery.get("path") is None and self.gallery.get("url") is None
+        ):
             return None
         from stream.gallery.config import GalleryConfig
 

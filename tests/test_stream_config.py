@@ -139,6 +139,10 @@ def test_gallery_is_a_gallery_config_and_workers_are_checked(scene: Path, tmp_pa
     assert gallery.path == tmp_path / "gallery"
     assert gallery.threshold == 0.4
 
+    # matching settings without a location (`--set gallery.threshold=0.5` on a cams.yaml that
+    # names no gallery): the run keeps its gallery in the run folder
+    bare = load_cams_config(write(tmp_path, head), {"gallery": {"threshold": 0.5}})
+    assert bare.gallery == {"threshold": 0.5} and bare.gallery_config() is None
     bad_gallery = write(tmp_path, head + "gallery:\n  path: g\n  vectors: 3\n")
     assert f"{bad_gallery}:6: gallery.vectors: unknown key" in error_of(bad_gallery)
 
