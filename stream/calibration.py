@@ -84,6 +84,7 @@ def calibrate_threshold(
     lam: float = 1.0,
     orders: int = 50,
     seed: int = 0,
+    scenes: np.ndarray | None = None,
 ) -> float:
     """The gallery's accept threshold: the occlusion-aware distance under which the matcher's
     decisions on these tracklets are most often right.
@@ -94,18 +95,24 @@ def calibrate_threshold(
     joins its own identity, or starts a new one while no earlier tracklet of it exists in another
     camera. Per-pair criteria (e.g. max TPR − FPR over all pairs) pick looser thresholds: the
     nearest of many strangers is much closer than a typical one.
+
+    ``scenes`` (one label per tracklet): tracklets meet only those of their own scene, and the
+    decisions of all scenes are pooled — several small scenes give a steadier threshold than
+    one (a 16-person scene gave 0.50, 0.78 and 0.53 at three seeds for one model).
     """
     from reid_core import occlusion_aware_distance
     from stream.gallery.records import as_features
 
     features = as_features(appearances)
     distances = occlusion_aware_distance(features, features, lam=lam).numpy()
+    scenes = np.zeros(len(appearances), int) if scenes is None else np.asarray(scenes)
     rng = np.random.default_rng(seed)
     nearest, nearest_is_own, own_exists = [], [], []
     for _ in range(orders):
         order = rng.permutation(len(appearances))
         for n, i in enumerate(order):
-            earlier = order[:n][cameras[order[:n]] != cameras[i]]
+            before = order[:n]
+            earlier = before[(cameras[before] != cameras[i]) & (scenes[before] == scenes[i])]
             if len(earlier) == 0:
                 continue
             j = earlier[np.argmin(distances[i, earlier])]

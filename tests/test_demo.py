@@ -51,6 +51,30 @@ def test_strangers_alone_get_a_threshold_below_every_distance() -> None:
     assert threshold < distances[~np.eye(len(ids), dtype=bool)].min()
 
 
+def test_scenes_are_replayed_apart_and_their_decisions_pooled() -> None:
+    """A second scene of many other people who look exactly like the first scene's first-camera
+    sightings (four each), all seen by one camera of their own: replayed apart (``scenes``) it changes
+    nothing — the threshold still lies above every own-identity distance and below every
+    stranger's — while replayed together its look-alikes (distance 0) make joining wrong and
+    drag the threshold under the own-identity distances."""
+    appearances, ids, cams = sightings(identities=6, cameras=3, noise=0.1)
+    first_camera = cams == 0
+    look_alikes = [a for a, keep in zip(appearances, first_camera, strict=True) if keep] * 4
+    both = appearances + look_alikes
+    both_ids = np.concatenate([ids, 100 + np.arange(len(look_alikes))])
+    both_cams = np.concatenate([cams, np.full(len(look_alikes), 9)])
+    scenes = np.repeat([0, 1], [len(ids), len(look_alikes)])
+    features = as_features(appearances)
+    distances = occlusion_aware_distance(features, features).numpy()
+    other_camera = cams[:, None] != cams[None, :]
+    same = distances[(ids[:, None] == ids[None, :]) & other_camera]
+    different = distances[(ids[:, None] != ids[None, :]) & other_camera]
+    apart = calibrate_threshold(both, both_ids, both_cams, scenes=scenes)
+    together = calibrate_threshold(both, both_ids, both_cams)
+    assert same.max() < apart < different.min()
+    assert together < same.max()
+
+
 def test_pseudo_tracklets_pool_images_by_identity_and_camera() -> None:
     def features(rows: list[list[float]]) -> ReIDFeatures:
         n = len(rows)

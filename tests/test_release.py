@@ -77,7 +77,7 @@ def released(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     code = trainer_main(
         ["release", "--run", str(run), "--recipe", str(recipe), "--out", str(models)]
         + ["--real-probe", str(root / "no-clip"), "--benchmark", str(data)]
-        + ["--calibration-scene", "3", "4"]
+        + ["--calibration-scene", "3", "4", "--calibration-scenes", "2"]
     )
     assert code == 0
     return run, models
@@ -101,8 +101,8 @@ def test_release_writes_a_card_that_belongs_to_the_file(
     other = card.figures["other_sets"]
     assert list(other) == [card_set := str(run.parent / "set")]
     assert other[card_set]["occluded_query/global"] == synthetic["occluded_query/global"]
-    assert card.threshold > 0.0 and "held-out rendered scene" in card.threshold_source
-    assert '"seed": 1000' in card.threshold_source  # never the demo's scene
+    assert card.threshold > 0.0 and "2 held-out rendered scene(s)" in card.threshold_source
+    assert "seeds 1000–1001" in card.threshold_source  # never the demo's scene
     page = (models / f"{DEFAULT_MODEL}.md").read_text()
     assert card.sha256 in page and "not measured" in page
     assert load_shipped(DEFAULT_MODEL).config.num_classes == 0
