@@ -34,23 +34,27 @@ TRUE_VISIBLE_SHARE = 0.3
 OCCLUSION_BANDS = [(0.0, 0.3), (0.3, 0.45), (0.45, 1.01)]
 
 
-def true_visibility(records: list, num_parts: int, reference: list) -> np.ndarray:
-    """[N, K] renderer visibility of each record's model parts (module docstring)."""
+def part_pixel_counts(records: list, num_parts: int) -> np.ndarray:
+    """[N, K] visible pixels of each model part in each record's rendered part map."""
     from PIL import Image
 
     from reid_core.parts import part_groups
 
     table = part_groups(num_parts).numpy()
+    return np.stack(
+        [
+            np.bincount(
+                table[np.asarray(Image.open(r.extras["part_map"]))].ravel(),
+                minlength=num_parts + 1,
+            )[1:]
+            for r in records
+        ]
+    )
 
-    def pixel_counts(record) -> np.ndarray:
-        groups = table[np.asarray(Image.open(record.extras["part_map"]))]
-        return np.bincount(groups.ravel(), minlength=num_parts + 1)[1:]
 
-    unoccluded = [r for r in reference if r.extras.get("occlusion", 1.0) == 0.0]
-    if not unoccluded:
-        raise SystemExit("--true-visibility needs unoccluded crops with part maps in the set")
-    typical = np.median(np.stack([pixel_counts(r) for r in unoccluded]), axis=0)
-    counts = np.stack([pixel_counts(r) for r in records])
+def true_visibility(counts: np.ndarray, typical: np.ndarray) -> np.ndarray:
+    """[N, K] renderer visibility: a part's visible pixels reach ``TRUE_VISIBLE_SHARE`` of its
+    ``typical`` (median unoccluded) count (module docstring)."""
     return (counts >= TRUE_VISIBLE_SHARE * np.maximum(typical, 1)).astype(np.float32)
 
 
@@ -115,9 +119,17 @@ def main() -> int:
         print(f"{checkpoint}: " + ", ".join(f"{n} {v:.1f}" for n, v in scores.items()))
         if args.true_visibility:
             k = query.num_parts
+            gallery_counts = part_pixel_counts(data.gallery, k)
+            unoccluded = [r.extras.get("occlusion", 1.0) == 0.0 for r in data.gallery]
+            if not any(unoccluded):
+                raise SystemExit("--true-visibility needs unoccluded gallery crops in the set")
+            typical = np.median(gallery_counts[unoccluded], axis=0)
             true_query, true_gallery = (
-                replace(f, visibility=torch.from_numpy(true_visibility(r, k, data.gallery)))
-                for f, r in [(query, data.query), (gallery, data.gallery)]
+                replace(f, visibility=torch.from_numpy(true_visibility(counts, typical)))
+                for f, counts in [
+                    (query, part_pixel_counts(data.query, k)),
+                    (gallery, gallery_counts),
+                ]
             )
             seen = true_query.visibility.bool()
             model_vis = query.visibility
