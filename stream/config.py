@@ -543,6 +543,12 @@ class OutputsConfig(StrictModel):
     video_fourcc: Annotated[str, Field(min_length=4, max_length=4)] = "mp4v"
 
 
+def names_gallery_location(gallery: dict[str, Any]) -> bool:
+    """Whether a gallery mapping says where the gallery lives (an Edge ``path`` or a server
+    ``url``); one that does not holds matching settings for the run folder's own shard."""
+    return gallery.get("path") is not None or gallery.get("url") is not None
+
+
 class CamsConfig(StrictModel):
     """The whole ``cams.yaml``. ``worker`` is passed as it is to the worker's own config model
     (`stream.worker_config.WorkerConfig`); ``gallery`` is checked by, and `gallery_config`
@@ -580,7 +586,7 @@ class CamsConfig(StrictModel):
                 raise _problem(("path",), f"not a usable path: {error}") from None
         # matching settings alone (e.g. `--set gallery.threshold=0.5`): `stream run` keeps the
         # gallery in its run folder (stream.pipeline.worker_configs), which is checked there
-        located = value.get("path") is not None or value.get("url") is not None
+        located = names_gallery_location(value)
         try:
             GalleryConfig.model_validate(value if located else {**value, "path": "."})
         except ValidationError as error:
@@ -597,9 +603,7 @@ class CamsConfig(StrictModel):
     def gallery_config(self) -> Any:
         """The `stream.gallery.GalleryConfig`, or None when cams.yaml names no gallery location
         (`stream run` then keeps one in its run folder)."""
-        if self.gallery is None or (
-            self.gallery.get("path") is None and self.gallery.get("url") is None
-        ):
+        if self.gallery is None or not names_gallery_location(self.gallery):
             return None
         from stream.gallery.config import GalleryConfig
 

@@ -49,7 +49,7 @@ from typing import Any
 
 import yaml
 
-from stream.config import CamsConfig, load_cams_config
+from stream.config import CamsConfig, load_cams_config, names_gallery_location
 
 WORKER_STOP_TIMEOUT_S = 60.0
 WORKER_READY_TIMEOUT_S = 180.0
@@ -251,7 +251,7 @@ def worker_configs(
     # matching settings may sit in worker.gallery; where the gallery lives comes from cams.yaml's
     # gallery section, else the worker's own, else an embedded shard in the run folder
     gallery = {**config.worker.get("gallery", {}), **(config.gallery or {})}
-    if gallery.get("path") is None and gallery.get("url") is None:
+    if not names_gallery_location(gallery):
         gallery["path"] = str(out / "gallery")
     if count > 1 and gallery.get("url") is None:
         raise ValueError(
