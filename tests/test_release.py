@@ -110,6 +110,16 @@ def test_release_writes_a_card_that_belongs_to_the_file(
     assert trainer_main(["release", "--run", str(run), "--recipe", "r", "--out", str(models)]) == 2
 
 
+def test_no_calibration_scene_is_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["release", "--run", str(tmp_path / "run"), "--recipe", "r"]
+    argv += ["--out", str(tmp_path / "models"), "--calibration-scenes", "0"]
+    assert trainer_main(argv) == 2
+    assert "--calibration-scenes must be ≥ 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "models").exists()
+
+
 def test_an_altered_or_unknown_model_is_refused(
     released: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

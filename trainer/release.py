@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -263,6 +264,13 @@ def _handle(args: argparse.Namespace) -> int:
     from reid_core.zoo import DEFAULT_MODEL, models_dir
     from trainer.evaluation.real_probe import DEFAULT_DATA
 
+    if args.calibration_scenes < 1:  # before minutes of benchmarks, not after them
+        print(
+            f"trainer release: error: --calibration-scenes must be ≥ 1, got "
+            f"{args.calibration_scenes}",
+            file=sys.stderr,
+        )
+        return 2
     out = args.out or models_dir()
     out.mkdir(parents=True, exist_ok=True)
     card = release(
