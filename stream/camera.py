@@ -41,6 +41,7 @@ and writes the thumbnails.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -153,6 +154,7 @@ class StageStats:
     malformed_assignments: int = 0
     reconnects: int = 0
     stale_frames: int = 0  # live frames dropped while the stage was busy (no lag builds up)
+    nice: int = 0  # the stage process's niceness (CamsConfig.camera_nice in `stream run`)
     elapsed_s: float = 0.0
     finished: bool = False
     error: str | None = None
@@ -482,7 +484,7 @@ class CameraStage:
         self.tracker: Tracker = build_tracker(config.tracker, source.fps)
         self.selector = CropSelector(config.crops, source.size)
         self.tracks: dict[int, TrackState] = {}
-        self.stats = StageStats(camera=camera.id)
+        self.stats = StageStats(camera=camera.id, nice=os.getpriority(os.PRIO_PROCESS, 0))
         outputs: OutputsConfig = config.outputs
         self.video = (
             AnnotatedVideo(
@@ -685,6 +687,7 @@ def run_camera(
     start_frame: int = 0,
     track_offset: int = 0,
     supervisor_pid: int | None = None,
+    nice: int = 0,
 ) -> dict[str, Any]:
     """Run one camera until its source ends, ``stop_event`` is set or Ctrl-C; returns the final
     `StageStats` as a dict (also emitted). Usable as a `multiprocessing.Process` target: every
@@ -696,7 +699,11 @@ def run_camera(
     clock; a live source always counts from its own opening (its frames' wall-clock times).
     A resumed run starts a file source at ``start_frame`` and numbers tracks from
     ``track_offset`` + 1 on. With ``supervisor_pid`` the process ends when that one dies.
+    ``nice`` is added to the calling process's niceness (`CamsConfig.camera_nice`): give it
+    only where the camera runs in a process of its own.
     """
+    if nice:
+        os.nice(nice)
     if supervisor_pid is not None:
         from stream.lifecycle import die_with_parent
 

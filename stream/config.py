@@ -564,6 +564,13 @@ class CamsConfig(StrictModel):
     tracker: TrackerConfig = ByteTrackConfig(name="bytetrack")
     crops: CropPolicy = CropPolicy()
     workers: WorkersConfig = WorkersConfig()
+    camera_nice: Annotated[int, Field(ge=0, le=19)] = Field(
+        10,
+        description="niceness added to each camera process of `stream run`: when the CPU is "
+        "oversubscribed the feature worker, whose backlog is identity latency, runs first, and "
+        "a camera that falls behind a live source drops stale frames instead (0: equal "
+        "priority; bench/README.md 'Stream')",
+    )
     worker: dict[str, Any] = {}
     gallery: dict[str, Any] | None = Field(
         None, description="a stream.gallery.GalleryConfig mapping, validated by that model"

@@ -370,6 +370,7 @@ class Supervisor:
                     "start_frame": self.resume.get(camera.id, ResumePoint()).start_frame,
                     "track_offset": self.resume.get(camera.id, ResumePoint()).track_offset,
                     "supervisor_pid": os.getpid(),
+                    "nice": self.config.camera_nice,
                 },
             )
             process.start()

@@ -1,7 +1,7 @@
 """`stream worker`: the feature worker (SPEC §4) — crops in over ZeroMQ, global ids out.
 
-Flow: PULL (crop / track_end messages, `stream.wire`) → dynamic batch (``max_batch`` crops or
-``max_wait_ms`` for the oldest) → embedder (`reid_core.runtime`, torch | onnxruntime) → one
+Flow: PULL (crop / track_end messages, `stream.wire`) → dynamic batch (a full batch —
+``max_batch`` crops, fewer under load: ``max_batch_ms`` — or ``max_wait_ms`` for the oldest) → embedder (`reid_core.runtime`, torch | onnxruntime) → one
 running appearance per tracklet (camera, track) → when a tracklet is due, `Gallery.match_batch`
 for all due tracklets at once → an ``assignment`` per tracklet on PUB, plus periodic ``stats``.
 
@@ -22,8 +22,9 @@ Counters: received (messages), embedded (crops), dropped_malformed, batches, tra
 tracklets_evicted (finished early: more than ``tracklets.max_open`` open), assignments.
 Gauges: latency p50/p95 (ms from the receipt of the message that made a tracklet due — its
 last crop or its end — to the assignment being published: queue + batch wait + embed +
-match), embed p50/p95 (ms per batch), crops_per_s, open_tracklets, queued_crops,
-match_threshold (the gallery's, as resolved: `stream harvest` reads it from summary.json).
+match), embed p50/p95 (ms per batch), match p50/p95 (ms per gallery match_batch), crops_per_s, open_tracklets, queued_crops,
+match_threshold (the gallery's, as resolved: `stream harvest` reads it from summary.json),
+batch_limit (crops in a full batch now).
 Logged and published as a ``stats`` message every ``stats_interval_s`` (windows
 of the last 1,024 samples, so memory stays flat).
 
@@ -68,6 +69,7 @@ from stream.worker_config import TrackletConfig, WorkerConfig
 log = logging.getLogger(__name__)
 
 SAMPLE_WINDOW = 1024  # latency samples kept for the percentiles
+CROP_COST_SMOOTHING = 0.2  # weight of the newest batch in the running ms-per-crop estimate
 POLL_CAP_S = 0.1  # longest poll, so stop() is noticed within this
 IDLE_CHECK_S = 1.0
 MALFORMED_LOG_INTERVAL_S = 1.0
@@ -166,6 +168,8 @@ class Worker:
         self.tracklets: dict[TrackletKey, TrackletState] = {}
         self.latency_ms: deque[float] = deque(maxlen=SAMPLE_WINDOW)
         self.embed_ms: deque[float] = deque(maxlen=SAMPLE_WINDOW)
+        self.match_ms: deque[float] = deque(maxlen=SAMPLE_WINDOW)
+        self.ms_per_crop: float | None = None  # running mean of embed time per crop
         self._stop = threading.Event()
         now = clock()
         self._next_stats = now + config.stats_interval_s
@@ -265,7 +269,7 @@ class Worker:
     def step(self) -> None:
         """Embed the batches that are due, finish idle tracklets, publish stats when due."""
         now = self.clock()
-        max_batch = self.config.batching.max_batch
+        max_batch = self.batch_limit()
         waited_s = now - self.pending[0].received_at if self.pending else 0.0
         if waited_s * 1000 >= self.config.batching.max_wait_ms:
             while self.pending:
@@ -283,11 +287,27 @@ class Worker:
             self._next_stats = now + self.config.stats_interval_s
             self.publish_stats()
 
+    def batch_limit(self) -> int:
+        """Crops in a full batch now: ``max_batch``, cut under load to what the embedder is
+        expected to finish within ``max_batch_ms`` (`BatchingConfig`); at least one."""
+        batching = self.config.batching
+        if batching.max_batch_ms is None or self.ms_per_crop is None:
+            return batching.max_batch
+        fits = int(batching.max_batch_ms / max(self.ms_per_crop, 1e-6) + 1e-6)  # 2.9999… is 3
+        return max(1, min(batching.max_batch, fits))
+
     def _embed_batch(self, max_batch: int) -> None:
         batch = [self.pending.popleft() for _ in range(min(max_batch, len(self.pending)))]
-        started = time.perf_counter()
+        started = self.clock()
         features = self.embedder.embed([crop.message.image for crop in batch])
-        self.embed_ms.append((time.perf_counter() - started) * 1000)
+        elapsed_ms = (self.clock() - started) * 1000
+        self.embed_ms.append(elapsed_ms)
+        per_crop = elapsed_ms / len(batch)
+        self.ms_per_crop = (
+            per_crop
+            if self.ms_per_crop is None
+            else (1 - CROP_COST_SMOOTHING) * self.ms_per_crop + CROP_COST_SMOOTHING * per_crop
+        )
         self.counters["batches"] += 1
         self.counters["embedded"] += len(batch)
         global_features = features.global_features.numpy()
@@ -338,8 +358,10 @@ class Worker:
             )
             for s in states
         ]
+        started = self.clock()
         matches = self.gallery.match_batch(tracklets)
         published_at = self.clock()
+        self.match_ms.append((published_at - started) * 1000)
         for state, match in zip(states, matches, strict=True):
             state.global_id = match.global_id
             state.since_match = 0
@@ -389,8 +411,13 @@ class Worker:
             "queued_crops": float(len(self.pending)),
             "crops_per_s": (self.counters["embedded"] - mark_embedded) / max(now - mark_time, 1e-9),
             "match_threshold": float(self.gallery.config.threshold),
+            "batch_limit": float(self.batch_limit()),
         }
-        for name, samples in (("latency", self.latency_ms), ("embed", self.embed_ms)):
+        for name, samples in (
+            ("latency", self.latency_ms),
+            ("embed", self.embed_ms),
+            ("match", self.match_ms),
+        ):
             if samples:
                 p50, p95 = np.percentile(np.fromiter(samples, float), [50, 95])
                 gauges[f"{name}_p50_ms"], gauges[f"{name}_p95_ms"] = float(p50), float(p95)
@@ -403,7 +430,8 @@ class Worker:
         c, g = message.counters, message.gauges
         log.info(
             "%s: %d received, %d embedded in %d batches, %d malformed dropped, %d tracklets "
-            "(%d open), %d assignments; %.1f crops/s; latency p50/p95 %s ms; embed p50/p95 %s ms",
+            "(%d open), %d assignments; %.1f crops/s; latency p50/p95 %s ms; embed p50/p95 %s ms; "
+            "match p50/p95 %s ms",
             message.worker,
             c["received"],
             c["embedded"],
@@ -415,6 +443,7 @@ class Worker:
             g["crops_per_s"],
             _pair(g, "latency"),
             _pair(g, "embed"),
+            _pair(g, "match"),
         )
         self._publish(message)
         return message

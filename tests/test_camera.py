@@ -5,6 +5,7 @@ ends it with its outputs finalised, and assignments published on a PUB relabel i
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue
 import threading
 import time
@@ -71,6 +72,7 @@ def test_stage_process_sends_valid_crops(config: CamsConfig, tmp_path: Path) -> 
             "emit": messages.put,
             "run": "run-1",
             "clock_origin": 1000.0,
+            "nice": 3,  # as `stream run` lowers its camera processes' priority
         },
     )
     process.start()
@@ -86,6 +88,7 @@ def test_stage_process_sends_valid_crops(config: CamsConfig, tmp_path: Path) -> 
 
     stats = emitted[-1][1]
     assert stats["frames"] == FRAMES and stats["dropped"] == 0 and stats["queue_depth"] == 0
+    assert stats["nice"] == os.getpriority(os.PRIO_PROCESS, 0) + 3
     crops = [m for m in received if isinstance(m, CropMessage)]
     ends = [m for m in received if isinstance(m, TrackEndMessage)]
     assert len(crops) == stats["crops_queued"] > 0

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from stream.gallery import (
     Tracklet,
     TrackletRecord,
 )
+from stream.gallery import gallery as gallery_module
 from stream.gallery.backend import CandidateFilter
 from stream.gallery.edge import EDGE_FILTER_MODELS, EdgeBackend
 from stream.gallery.server import ServerBackend
@@ -526,6 +528,47 @@ def test_edge_gallery_killed_mid_write_keeps_every_acknowledged_identity(
         assert {t: r.global_id for t, r in stored.items() if r is not None} == acknowledged
         assert len(gallery) >= 20
         assert gallery.next_global_id > max(acknowledged.values())
+
+
+@pytest.mark.parametrize(
+    ("durability", "interval", "flushed"),
+    [
+        ("flush", 5.0, [1, 2, 3, 4]),  # every acknowledgement fsyncs
+        ("wal", 5.0, [0, 0, 1, 1]),  # the first write ≥ 5 s after the last flush
+        ("wal", None, [0, 0, 0, 0]),  # only at close
+    ],
+)
+def test_an_embedded_gallery_flushes_as_its_durability_says(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    durability: str,
+    interval: float | None,
+    flushed: list[int],
+) -> None:
+    now = [0.0]
+    monkeypatch.setattr(gallery_module, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    config = GalleryConfig(
+        path=tmp_path / "g",
+        vector_size=DIM,
+        num_parts=PARTS,
+        durability=durability,
+        flush_interval_s=interval,
+    )
+    flushes = []
+    with Gallery.open(config) as gallery:
+        backend_flush = gallery._backend.flush
+        monkeypatch.setattr(
+            gallery._backend, "flush", lambda: flushes.append(now[0]) or backend_flush()
+        )
+        counts = []
+        for track, t in enumerate((1.0, 4.0, 6.0, 9.0)):
+            now[0] = t
+            gallery.match(tracklet("cam1", track, Person(track).sighting(), t=t))
+            counts.append(len(flushes))
+    assert counts == flushed
+    assert len(flushes) == flushed[-1] + 1  # and once more at close
+    with Gallery.open(config) as gallery:  # everything acknowledged is there
+        assert len(gallery) == 4
 
 
 def test_an_indexed_gallery_searched_approximately_answers_as_the_exact_search(

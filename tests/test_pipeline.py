@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -62,6 +63,8 @@ def test_run_writes_events_videos_summary_and_cross_camera_ids(scene: Path) -> N
     assert summary["worker_exit_codes"] == {"worker-0": 0}
     assert summary["events"] == len(events) and summary["assignments"] == len(assignments)
     assert json.loads((out / "summary.json").read_text())["cameras"]["cam1"]["finished"]
+    own = os.getpriority(os.PRIO_PROCESS, 0)  # cameras yield the CPU to the worker
+    assert {s["nice"] for s in summary["cameras"].values()} == {min(own + 10, 19)}
     assert sorted(p.name for p in (out / "videos").glob("*.mp4")) == ["cam1.mp4", "cam2.mp4"]
     final = {(a["camera"], a["track_id"]): a["global_id"] for a in assignments}
     mot = (out / "results" / "mot" / "cam1.txt").read_text().splitlines()

@@ -145,7 +145,7 @@ def test_malformed_messages_are_counted_and_dropped_and_every_valid_crop_embedde
         tmp_path,
         checkpoint,
         embedder={"device": "cpu", "threads": 1},
-        batching={"max_batch": 4, "max_wait_ms": 1000},
+        batching={"max_batch": 4, "max_wait_ms": 1000, "max_batch_ms": None},  # batches by count
     )
     published: list[WireMessage] = []
     worker = Worker.from_config(config, publish=published.append)
@@ -295,6 +295,57 @@ def test_open_tracklets_are_capped_by_finishing_the_one_seen_longest_ago(tmp_pat
     assert {key[2] for key in worker.tracklets} == {8, 9, 10}  # the newest stay open
     evicted = [a.track for a in assignments(published)]
     assert evicted == list(range(1, 8))  # finished oldest first, each with an identity
+    worker.close()
+
+
+class CostlyEmbedder(ColourEmbedder):
+    """A `ColourEmbedder` whose batches take ``ms_per_crop`` per crop on a fake clock."""
+
+    def __init__(self, now: list[float], ms_per_crop: float) -> None:
+        self.now, self.ms_per_crop = now, ms_per_crop
+        self.batches: list[int] = []
+
+    def embed(self, crops: Sequence[np.ndarray]) -> ReIDFeatures:
+        self.batches.append(len(crops))
+        self.now[0] += len(crops) * self.ms_per_crop / 1000
+        return super().embed(crops)
+
+
+@pytest.mark.parametrize(
+    ("ms_per_crop", "max_batch_ms", "batches"),
+    [
+        (10.0, 30.0, [32, 3, 3, 2]),  # a loaded CPU: batches cut to what fits in 30 ms
+        (0.5, 30.0, [32, 8]),  # a GPU-like embedder: full batches (60 would fit)
+        (10.0, None, [32, 8]),  # no budget: max_batch always
+    ],
+)
+def test_batches_shrink_to_the_time_budget_when_crops_are_costly(
+    tmp_path: Path, ms_per_crop: float, max_batch_ms: float | None, batches: list[int]
+) -> None:
+    now = [0.0]
+    config = worker_config(
+        tmp_path,
+        batching={"max_batch": 32, "max_wait_ms": 20, "max_batch_ms": max_batch_ms},
+        tracklets={"min_crops": 100},  # pooling only: no gallery work in between
+    )
+    embedder = CostlyEmbedder(now, ms_per_crop)
+    worker = Worker(
+        config,
+        embedder,
+        Gallery.open(fit_gallery_config(config.gallery, embedder)),
+        clock=lambda: now[0],
+    )
+    rng = np.random.default_rng(5)
+    for index in range(40):  # a burst: 40 crops at once
+        worker.handle(crop_frames("cam1", index % 4 + 1, index, person_crop(PERSON_A, rng)))
+    worker.step()  # a full batch at once (no cost known yet) ...
+    now[0] += 0.05
+    worker.step()  # ... and the rest once the oldest waited max_wait_ms
+    assert embedder.batches == batches
+    assert worker.counters["embedded"] == 40 and not worker.pending
+    expected_limit = 32 if max_batch_ms is None else min(32, int(max_batch_ms / ms_per_crop))
+    assert worker.stats().gauges["batch_limit"] == expected_limit
+    assert list(worker.embed_ms) == pytest.approx([n * ms_per_crop for n in batches])
     worker.close()
 
 

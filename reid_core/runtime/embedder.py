@@ -191,6 +191,12 @@ class EmbedderConfig(BaseModel):
         default_factory=lambda: TensorRTOptions(),
         description="onnxruntime's TensorRT provider, where it loads (ignored elsewhere)",
     )
+    spin_wait: bool = Field(
+        False,
+        description="onnxruntime: let idle intra-op threads busy-wait for the next run (its "
+        "own default; saves a little latency on a dedicated machine, but on one shared with "
+        "camera stages the spinning takes their CPU: bench/README.md 'Stream')",
+    )
 
     @field_validator("runtime")
     @classmethod

@@ -39,6 +39,7 @@ INPUT_NAME = "images"
 OUTPUT_NAMES = tuple(f.name for f in fields(ReIDFeatures))
 FORMAT_NAME = "occlureid.reid_core.onnx"
 FORMAT_VERSION = "1"
+SPIN_WAIT_KEY = "session.intra_op.allow_spinning"
 
 TENSORRT, CUDA, CPU = (
     "TensorrtExecutionProvider",
@@ -138,6 +139,7 @@ class OnnxEmbedder(PreprocessingEmbedder):
         threads: int | None = None,
         graph_optimization: str = "all",
         tensorrt: TensorRTOptions | None = None,
+        spin_wait: bool = False,
     ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
@@ -146,6 +148,8 @@ class OnnxEmbedder(PreprocessingEmbedder):
         options.graph_optimization_level = GRAPH_OPTIMIZATION[graph_optimization]
         if threads is not None:
             options.intra_op_num_threads = threads
+        # idle intra-op threads busy-wait for the next run unless told not to (EmbedderConfig)
+        options.add_session_config_entry(SPIN_WAIT_KEY, "1" if spin_wait else "0")
         requested = requested_providers(device)
         try:
             providers = provider_list(requested, self.path, tensorrt or TensorRTOptions())
@@ -181,6 +185,7 @@ class OnnxEmbedder(PreprocessingEmbedder):
             config.threads,
             config.graph_optimization,
             config.tensorrt,
+            config.spin_wait,
         )
 
     def _check_signature(self) -> None:

@@ -83,10 +83,19 @@ class GalleryConfig(BaseModel):
         "two never give the same new id to different people",
     )
     durability: Literal["flush", "wal"] = Field(
-        "flush",
-        description="when a write is acknowledged: 'flush' after the store is flushed to disk "
-        "(survives losing the machine; costs an fsync per match_batch), 'wal' once the Edge "
-        "write-ahead log holds it (survives the process being killed, not a power cut)",
+        "wal",
+        description="when an embedded gallery acknowledges a write: 'wal' once the Edge "
+        "write-ahead log holds it (survives the process being killed; a power cut loses what "
+        "came after the last flush: see flush_interval_s) — as a Qdrant server acknowledges, "
+        "'flush' after the store is flushed to disk (survives losing the machine, but costs an "
+        "fsync per match_batch: 20-250 ms on a shared disk, the largest part of the worker's "
+        "crop → assignment latency under load, bench/README.md 'Stream')",
+    )
+    flush_interval_s: Annotated[float, Field(gt=0.0)] | None = Field(
+        5.0,
+        description="with durability 'wal': flush to disk at the first write at least this "
+        "long after the last flush (and at close), so a power cut loses at most that much of "
+        "a busy gallery's writes; None: only at close",
     )
 
     @model_validator(mode="after")

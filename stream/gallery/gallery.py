@@ -15,6 +15,7 @@ earlier track of the same person that the tracker broke and that has ended since
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -76,6 +77,7 @@ class Gallery:
         """
         self.config = config
         self._backend = backend
+        self._flushed_at = time.monotonic()
         stored = backend.stored_vector_size()
         if stored is None:
             backend.create(config.vector_size)
@@ -216,8 +218,15 @@ class Gallery:
         )
 
     def _acknowledge(self) -> None:
-        if self.config.durability == "flush":
+        """Make the writes so far as durable as ``config.durability`` promises (a flush now,
+        or at most every ``flush_interval_s`` on top of the write-ahead log)."""
+        interval = self.config.flush_interval_s
+        now = time.monotonic()
+        if self.config.durability == "flush" or (
+            interval is not None and now - self._flushed_at >= interval
+        ):
             self._backend.flush()
+            self._flushed_at = now
 
     def _decide(self, tracklet: Tracklet) -> Match:
         """Join the nearest candidate within the threshold (`_join`), else start a new
