@@ -19,6 +19,7 @@ from reid_core.runtime.export import export_onnx, synthetic_crops
 from reid_core.runtime.onnx_runtime import (
     CPU,
     CUDA,
+    SPIN_WAIT_KEY,
     TENSORRT,
     OnnxEmbedder,
     provider_list,
@@ -67,6 +68,18 @@ def test_provider_selection_uses_what_loads_and_names_it(
         assert embedder.provider == CPU
     assert embedder.provider in caplog.text
     assert embedder.session.get_session_options().intra_op_num_threads == 1
+
+
+@pytest.mark.parametrize(("spin_wait", "entry"), [(None, "0"), (False, "0"), (True, "1")])
+def test_intra_op_threads_spin_only_when_asked(
+    model_files: tuple[Path, Path], spin_wait: bool | None, entry: str
+) -> None:
+    """onnxruntime's threads busy-wait between runs by default, taking the camera stages' CPU
+    (bench/README.md 'Worker latency under load'): off unless the config turns it on."""
+    options = {} if spin_wait is None else {"spin_wait": spin_wait}
+    config = EmbedderConfig(runtime="onnxruntime", model=model_files[1], device="cpu", **options)
+    session_options = config.open().session.get_session_options()
+    assert session_options.get_session_config_entry(SPIN_WAIT_KEY) == entry
 
 
 def test_requested_providers_follow_tensorrt_cuda_cpu_among_the_available() -> None:
