@@ -569,7 +569,7 @@ class CamsConfig(StrictModel):
         description="niceness added to each camera process of `stream run`: when the CPU is "
         "oversubscribed the feature worker, whose backlog is identity latency, runs first, and "
         "a camera that falls behind a live source drops stale frames instead (0: equal "
-        "priority; bench/README.md 'Stream')",
+        "priority; bench/README.md 'Worker latency under load')",
     )
     worker: dict[str, Any] = {}
     gallery: dict[str, Any] | None = Field(

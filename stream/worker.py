@@ -1,9 +1,10 @@
 """`stream worker`: the feature worker (SPEC §4) — crops in over ZeroMQ, global ids out.
 
 Flow: PULL (crop / track_end messages, `stream.wire`) → dynamic batch (a full batch —
-``max_batch`` crops, fewer under load: ``max_batch_ms`` — or ``max_wait_ms`` for the oldest) → embedder (`reid_core.runtime`, torch | onnxruntime) → one
-running appearance per tracklet (camera, track) → when a tracklet is due, `Gallery.match_batch`
-for all due tracklets at once → an ``assignment`` per tracklet on PUB, plus periodic ``stats``.
+``max_batch`` crops, fewer under load: ``max_batch_ms`` — or ``max_wait_ms`` for the oldest)
+→ embedder (`reid_core.runtime`, torch | onnxruntime) → one running appearance per tracklet
+(camera, track) → when a tracklet is due, `Gallery.match_batch` for all due tracklets at once
+→ an ``assignment`` per tracklet on PUB, plus periodic ``stats``.
 
 When a tracklet is matched: first when it has ``min_crops`` embedded crops, then every
 ``rematch_every`` new crops (the gallery keeps its global id and refreshes its features), and
@@ -22,8 +23,8 @@ Counters: received (messages), embedded (crops), dropped_malformed, batches, tra
 tracklets_evicted (finished early: more than ``tracklets.max_open`` open), assignments.
 Gauges: latency p50/p95 (ms from the receipt of the message that made a tracklet due — its
 last crop or its end — to the assignment being published: queue + batch wait + embed +
-match), embed p50/p95 (ms per batch), match p50/p95 (ms per gallery match_batch), crops_per_s, open_tracklets, queued_crops,
-match_threshold (the gallery's, as resolved: `stream harvest` reads it from summary.json),
+match), embed p50/p95 (ms per batch), match p50/p95 (ms per gallery match_batch),
+crops_per_s, open_tracklets, queued_crops, match_threshold (the gallery's, as resolved: `stream harvest` reads it from summary.json),
 batch_limit (crops in a full batch now).
 Logged and published as a ``stats`` message every ``stats_interval_s`` (windows
 of the last 1,024 samples, so memory stays flat).

@@ -195,7 +195,7 @@ class EmbedderConfig(BaseModel):
         False,
         description="onnxruntime: let idle intra-op threads busy-wait for the next run (its "
         "own default; saves a little latency on a dedicated machine, but on one shared with "
-        "camera stages the spinning takes their CPU: bench/README.md 'Stream')",
+        "camera stages the spinning takes their CPU: bench/README.md 'Worker latency under load')",
     )
 
     @field_validator("runtime")

@@ -89,7 +89,7 @@ class GalleryConfig(BaseModel):
         "came after the last flush: see flush_interval_s) — as a Qdrant server acknowledges, "
         "'flush' after the store is flushed to disk (survives losing the machine, but costs an "
         "fsync per match_batch: 20-250 ms on a shared disk, the largest part of the worker's "
-        "crop → assignment latency under load, bench/README.md 'Stream')",
+        "crop → assignment latency under load, bench/README.md 'Worker latency under load')",
     )
     flush_interval_s: Annotated[float, Field(gt=0.0)] | None = Field(
         5.0,
