@@ -169,6 +169,7 @@ def test_yolo_weights_missing_says_how_to_provide_them(scene: Path, tmp_path: Pa
 def test_shipped_reference_cams_config_loads() -> None:
     reference = load_cams_config(CAMS_CONFIGS / "reference.yaml")
     assert [c.id for c in reference.cameras] == ["entrance", "lobby", "desk"]
+    assert reference.camera_nice == 10
     assert reference.gallery_config().path == (CAMS_CONFIGS / "../../runs/gallery").resolve()
     try:
         demo = load_cams_config(CAMS_CONFIGS / "synthetic_demo.yaml")
