@@ -2,8 +2,9 @@
 
 An Edge shard searches exactly until its index is built; past ~100k tracklets the exact search
 outgrows the 20 ms decision budget (322 ms p95 at 1M on 2 cores) while the index answers in
-3–13 ms with recall@20 1.00 on the shipped model's embeddings (bench/gallery_ann.py). Building
-it takes 10 s at 100k and 10 min at 1M on 2 cores, so it is a maintenance step between runs
+3–13 ms with recall@20 1.00 on the shipped model's embeddings (bench/gallery_ann.py), and the
+whole match decision in 6.8 ms p95 (bench/gallery_speed.py --index). Building it takes 10 s at
+100k and 33 min at 1M tracklets on 2 cores, so it is a maintenance step between runs
 (the gallery must not be open in a worker: Edge locks it); the workers then search it with
 ``gallery.exact: false`` (``gallery.hnsw_ef`` the breadth). New tracklets go to a segment the
 index does not cover yet, searched exactly, until the next `stream index`.

@@ -220,8 +220,9 @@ class EdgeBackend(Backend):
         return self._call("count", lambda: self.shard.count(qe.CountRequest(exact=True)))
 
     def build_index(self) -> None:
-        """Merge the segments and build their HNSW index (`stream index`): 10 s at 100k and
-        10 min at 1M tracklets on 2 cores (bench/gallery_ann.py), so never in a serving worker."""
+        """Merge the segments and build their HNSW index (`stream index`): 10 s at 100k, 33 min
+        at 1M tracklets with their payloads on 2 cores (bench/gallery_speed.py --index), so
+        never in a serving worker."""
         self._call("index", self.shard.optimize)
         self.flush()
 
