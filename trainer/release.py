@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -265,12 +264,7 @@ def _handle(args: argparse.Namespace) -> int:
     from trainer.evaluation.real_probe import DEFAULT_DATA
 
     if args.calibration_scenes < 1:  # before minutes of benchmarks, not after them
-        print(
-            f"trainer release: error: --calibration-scenes must be ≥ 1, got "
-            f"{args.calibration_scenes}",
-            file=sys.stderr,
-        )
-        return 2
+        raise ValueError(f"--calibration-scenes must be ≥ 1, got {args.calibration_scenes}")
     out = args.out or models_dir()
     out.mkdir(parents=True, exist_ok=True)
     card = release(
