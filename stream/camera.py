@@ -147,6 +147,7 @@ class StageStats:
     tracks_total: int = 0
     queue_depth: int = 0
     crops_queued: int = 0
+    fallback_crops: int = 0  # of crops_queued: best refused boxes of tracks none of whose passed
     sent: int = 0
     dropped: int = 0
     track_ends: int = 0
@@ -314,6 +315,10 @@ class TrackState:
     last_crop_frame: int | None = None  # processed-frame counter of the last crop
     best_quality: float = -1.0
     best_crop: np.ndarray | None = field(default=None, repr=False)
+    passed: bool = False  # a box of this track passed the crop policy (was sent)
+    fallback: CropMessage | None = field(default=None, repr=False)  # best box of this stretch
+    fallback_quality: float = -1.0
+    stretch_start: int = 0  # record.frames when the current fallback stretch began
 
 
 class CropSelector:
@@ -340,8 +345,20 @@ class CropSelector:
             policy.every_n_frames
         )
 
+    def fallback_candidate(self, state: TrackState, score: float) -> bool:
+        """Whether a box the policy refused may stand in for the track (`CropPolicy.
+        fallback_every_n_frames`): none of the track's boxes passed yet, the detector is
+        confident enough and the track has crops left."""
+        policy = self.policy
+        return (
+            policy.fallback_every_n_frames is not None
+            and not state.passed
+            and score >= policy.min_score
+            and state.record.crops_sent < policy.max_per_track
+        )
+
     def quality(self, box: np.ndarray, score: float) -> float:
-        """Thumbnail preference: uncut boxes first, then area × score."""
+        """Thumbnail and fallback preference: uncut boxes first, then area × score."""
         area = float((box[2] - box[0]) * (box[3] - box[1]))
         cut = is_cut_by_border(box, self.frame_size, self.policy.border_margin)
         return area * score * (0.25 if cut else 1.0)
@@ -573,20 +590,19 @@ class CameraStage:
     def _offer(
         self, state: TrackState, frame: Frame, box: np.ndarray, score: float, visibility: float
     ) -> None:
-        """Send the box as a crop when the policy wants it; keep it when it is the track's
-        best thumbnail so far."""
+        """Send the box as a crop when the policy wants it, else keep it as the track's fallback
+        when it is the best of this stretch (sent at the stretch's end); keep it when it is the
+        track's best thumbnail so far."""
         wanted = self.selector.wants(state, box, score, visibility, self.stats.frames)
-        quality = (
-            self.selector.quality(box, score * visibility)
-            if self.thumbnail_dir is not None
-            else -1.0
+        quality = self.selector.quality(box, score * visibility)
+        thumbnail = self.thumbnail_dir is not None and quality > state.best_quality
+        fallback = (
+            not wanted
+            and quality > state.fallback_quality
+            and self.selector.fallback_candidate(state, score)
         )
-        if not wanted and quality <= state.best_quality:
-            return
-        crop = crop_of(frame.image, box)
-        if crop is None:
-            return
-        if wanted:
+        crop = crop_of(frame.image, box) if wanted or thumbnail or fallback else None
+        if crop is not None:
             message = CropMessage(
                 camera=self.camera.id,
                 track=state.record.track_id,
@@ -597,15 +613,35 @@ class CameraStage:
                 image=crop,
                 run=self.run,
             )
-            self.sender.send(message, self.config.crops.jpeg_quality)
-            state.record.crops_sent += 1
-            state.last_crop_frame = self.stats.frames
-            self.stats.crops_queued += 1
-        if quality > state.best_quality:
-            state.best_quality, state.best_crop = quality, crop
+            if wanted:
+                state.passed, state.fallback = True, None
+                self._send_crop(state, message)
+            elif fallback:
+                state.fallback, state.fallback_quality = message, quality
+            if thumbnail:
+                state.best_quality, state.best_crop = quality, crop
+        every = self.config.crops.fallback_every_n_frames
+        if every is not None and state.record.frames - state.stretch_start >= every:
+            self._send_fallback(state)
+
+    def _send_crop(self, state: TrackState, message: CropMessage) -> None:
+        self.sender.send(message, self.config.crops.jpeg_quality)
+        state.record.crops_sent += 1
+        state.last_crop_frame = self.stats.frames
+        self.stats.crops_queued += 1
+
+    def _send_fallback(self, state: TrackState) -> None:
+        """Send the stretch's best refused box, if any, and start the next stretch."""
+        if state.fallback is not None and not state.passed:
+            self._send_crop(state, state.fallback)
+            self.stats.fallback_crops += 1
+        state.fallback, state.fallback_quality = None, -1.0
+        state.stretch_start = state.record.frames
 
     def _end_track(self, track: int, timestamp_s: float) -> None:
         state = self.tracks.pop(track, None)
+        if state is not None:
+            self._send_fallback(state)
         end = TrackEndMessage(
             camera=self.camera.id, track=track, t=self.clock_origin + timestamp_s, run=self.run
         )

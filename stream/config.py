@@ -112,7 +112,7 @@ class ReplayOptions(StrictModel):
         "pass, timestamps run on): a never-ending source for soak tests and demos",
     )
     pace: PositiveFloat | None = Field(
-        None,
+        20,
         description="deliver frames at their timestamps × 1/pace of real time (1.0 = real "
         "time), as a live camera would; None delivers them as fast as they are read",
     )
@@ -477,6 +477,14 @@ class CropPolicy(StrictModel):
     )
     every_n_frames: PositiveInt = Field(5, description="per track, in processed frames")
     max_per_track: PositiveInt = 16
+    fallback_every_n_frames: PositiveInt | None = Field(
+        20,
+        description="a track none of whose boxes has passed the size / visibility / border "
+        "rules yet sends its best box (uncut first, then area × score × visibility) of every "
+        "this many processed frames, and at its end if it sent none, so a far-away, "
+        "edge-standing or mostly hidden person still gets an identity; its first passing box "
+        "ends this. None: such tracks send nothing and keep their own id",
+    )
     jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 90
     thumbnail_height: PositiveInt = 128
     thumbnail_quality: Annotated[int, Field(ge=1, le=100)] = 85

@@ -7,7 +7,8 @@ Flow: PULL (crop / track_end messages, `stream.wire`) → dynamic batch (a full 
 → an ``assignment`` per tracklet on PUB, plus periodic ``stats``.
 
 When a tracklet is matched: first when it has ``min_crops`` embedded crops, then every
-``rematch_every`` new crops (the gallery keeps its global id and refreshes its features), and
+``rematch_every`` new crops (the gallery refreshes its features and keeps its global id, or
+for a tracklet still alone in its identity may join another camera's: ``relink``), and
 at its end (a track_end message, ``idle_timeout_s`` without crops, or the worker's shutdown) if
 crops came since the last match. A tracklet that ends before ``min_crops`` is matched with what
 it has, so every tracklet with a valid crop gets an identity. A track_end also marks the stored

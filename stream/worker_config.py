@@ -78,7 +78,8 @@ class TrackletConfig(StrictModel):
 
     min_crops: embedded crops before the first match (a track end matches it sooner).
     rematch_every: after the first match, re-match (refresh the gallery's features; the global
-    id stays) every this many new crops; 0 only at the track's end.
+    id stays, unless the tracklet is still alone in its identity: `GalleryConfig.relink`) every
+    this many new crops; 0 only at the track's end.
     idle_timeout_s: a tracklet with no crop for this long (worker clock) is finished as if its
     track had ended, so a camera stage that died does not leave state behind.
     outlier_distance: a crop whose global feature is further than this cosine distance from

@@ -280,3 +280,73 @@ def test_a_track_awaiting_its_id_is_not_drawn_in_that_ids_colour() -> None:
         palette.by_idx(n) != palette.by_idx(UNLABELLED_COLOUR_BASE + n) for n in range(1, 60)
     )
     assert all(palette.by_idx(n) != palette.by_idx(n + 1) for n in range(1, 60))  # neighbours
+
+
+def run_stage(config: CamsConfig, policy: CropPolicy, tmp_path: Path) -> tuple[list, list, Any]:
+    """One camera through `CameraStage` in this process → (crops received, events, stats)."""
+    camera = config.cameras[0]
+    config = config.model_copy(update={"crops": policy})
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    context = zmq.Context()
+    pull = context.socket(zmq.PULL)
+    pull.bind(f"ipc://{tmp_path}/crops")
+    curve = CurveConfig()
+    sender = CropSender(context, [f"ipc://{tmp_path}/crops"], lambda c, t: 0, 1024, 1024, curve)
+    listener = AssignmentListener(context, camera.id, [f"ipc://{tmp_path}/assignments"], curve)
+    emitted: list[tuple[str, Any]] = []
+    source = open_camera_source(camera)
+    stage = CameraStage(camera, config, tmp_path, source, sender, listener, emitted.append, 1.0)
+    for frame in source.frames():
+        stage.process(frame)
+    stats = stage.finish(frame.timestamp_s, None)
+    source.close()
+    received = []
+    while pull.poll(WAIT_MS if len(received) < stats.sent else 0):
+        received.append(decode(pull.recv_multipart()))
+    sender.close(0)
+    listener.close()
+    context.destroy(linger=0)
+    crops = [m for m in received if isinstance(m, CropMessage)]
+    events = [e for kind, batch in emitted if kind == "events" for e in batch]
+    return crops, events, stats
+
+
+def test_a_track_whose_boxes_all_fail_the_policy_sends_its_best_box_per_stretch(
+    config: CamsConfig, tmp_path: Path
+) -> None:
+    """A far-away person (every box below min_height here) still reaches the worker: the best
+    box of every 10 processed frames, and of the rest at the track's end; None sends nothing."""
+    refuse_all = CropPolicy(min_height=1000, fallback_every_n_frames=10, max_per_track=16)
+    crops, events, stats = run_stage(config, refuse_all, tmp_path / "on")
+    frames_of: dict[int, list[int]] = defaultdict(list)
+    boxes_of: dict[int, list[tuple]] = defaultdict(list)
+    for event in events:
+        frames_of[event["track_id"]].append(event["frame"])
+        boxes_of[event["track_id"]].append(tuple(event["box"]))
+    by_track: dict[int, list[CropMessage]] = defaultdict(list)
+    for crop in crops:
+        by_track[crop.track].append(crop)
+    assert stats.fallback_crops == stats.crops_queued == len(crops) > 0
+    assert set(by_track) == set(frames_of)  # every track reached the worker
+    for track, chosen in by_track.items():
+        frames = frames_of[track]
+        assert len(chosen) == -(-len(frames) // 10)  # a crop per started stretch of 10
+        for crop in chosen:  # a real box of the track, from its own stretch
+            assert tuple(round(v, 2) for v in crop.box) in boxes_of[track]
+            stretch = frames.index(crop.frame) // 10
+            assert chosen.index(crop) == stretch
+            area = (crop.box[2] - crop.box[0]) * (crop.box[3] - crop.box[1])
+            assert crop.image.shape[0] * crop.image.shape[1] >= 0.5 * area
+
+    without = refuse_all.model_copy(update={"fallback_every_n_frames": None})
+    crops, _, stats = run_stage(config, without, tmp_path / "off")
+    assert crops == [] and stats.fallback_crops == 0
+
+
+def test_a_track_with_passing_boxes_sends_no_fallback(config: CamsConfig, tmp_path: Path) -> None:
+    crops, _, stats = run_stage(config, config.crops, tmp_path)
+    passing = {c.track for c in crops if c.box[3] - c.box[1] >= config.crops.min_height}
+    assert crops and stats.fallback_crops < stats.crops_queued
+    for crop in crops:  # a track that sent a passing crop sent no refused one before it
+        if crop.track in passing:
+            assert crop.box[3] - crop.box[1] >= config.crops.min_height

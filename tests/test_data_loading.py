@@ -141,6 +141,25 @@ def test_random_erasing_is_applied_in_training() -> None:
     assert 0.02 * 64 * 32 <= erased.sum() <= 0.4 * 64 * 32
 
 
+def test_lower_resolution_blurs_the_crop_and_keeps_its_geometry() -> None:
+    """A far-away view: the crop loses its fine detail (a 1-px checkerboard averages to grey)
+    while joints stay where they were; off (the paper's recipe) the pixels are untouched."""
+    checker = np.indices((128, 64)).sum(axis=0) % 2 * 255
+    image = np.repeat(checker[:, :, None], 3, axis=2).astype(np.uint8)
+    joints = source_joints() * 2  # in this 64×128 image
+    far = TransformConfig(height=128, width=64, low_res_prob=1.0, **NO_AUGMENT)
+    near = TransformConfig(height=128, width=64, **NO_AUGMENT)
+    torch.manual_seed(0)
+    blurred, far_joints = ReIDTransform(far, True, JOINT_NAMES)(image, joints)
+    sharp, near_joints = ReIDTransform(near, True, JOINT_NAMES)(image, joints)
+    std = torch.tensor(far.std).view(3, 1, 1)
+    assert (sharp * std).std() > 0.45  # ±0.5 around the mean: the checkerboard's contrast
+    assert (blurred * std).std() < 0.1  # averaged away at 24-64 px tall
+    assert torch.equal(far_joints, near_joints)
+    with pytest.raises(ValidationError, match="low_res_heights"):
+        TransformConfig(low_res_heights=(2, 64))
+
+
 def test_config_rejects_bad_values() -> None:
     with pytest.raises(ValidationError, match="flip_prob"):
         TransformConfig(flip_prob=1.5)

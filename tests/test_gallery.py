@@ -222,8 +222,9 @@ def test_a_track_the_tracker_broke_rejoins_its_identity_once_the_first_part_ende
 ) -> None:
     """The tracker loses alice and starts track 2 before it gives up track 1 (its lost-track
     buffer): track 2 founds an identity; once track 1 has ended, track 2's next re-match joins
-    alice's — while it is still its identity's only tracklet. One that others joined stays."""
-    gallery = reopen(relink=True)
+    alice's (relink_reentry) — while it is still its identity's only tracklet. One that others
+    joined stays."""
+    gallery = reopen(relink=True, relink_reentry=True)
     alice, bob = Person(66), Person(67)
     first = gallery.match(tracklet("cam-a", 1, alice.sighting(), t=0.0))  # 0..1
     broken = gallery.match(tracklet("cam-a", 2, alice.sighting(), t=1.5))  # 1.5..2.5
@@ -242,15 +243,32 @@ def test_a_track_the_tracker_broke_rejoins_its_identity_once_the_first_part_ende
     assert again.global_id == bob_a.global_id
 
 
-def test_relink_off_keeps_the_first_identity(reopen) -> None:
-    gallery = reopen()  # the default
-    alice = Person(68)
-    gallery.match(tracklet("cam-a", 1, alice.sighting(), t=0.0))
-    broken = gallery.match(tracklet("cam-a", 2, alice.sighting(), t=1.5))
-    gallery.end("cam-a", 1, t_end=2.0)
-    assert gallery.match(tracklet("cam-a", 2, alice.sighting(), t=1.5)).global_id == (
-        broken.global_id
-    )
+def test_by_default_a_broken_track_does_not_relink_to_its_own_cameras_ended_track(reopen) -> None:
+    """Without positions in the gallery, an ended track of the same view may be someone who just
+    left it (relink_reentry is off); with relink off nothing re-matches at all."""
+    for track, changes in ((1, {}), (11, {"relink": False})):
+        with reopen(**changes) as gallery:
+            alice = Person(68 + track)
+            gallery.match(tracklet("cam-a", track, alice.sighting(), t=0.0))
+            broken = gallery.match(tracklet("cam-a", track + 1, alice.sighting(), t=1.5))
+            gallery.end("cam-a", track, t_end=2.0)
+            again = gallery.match(tracklet("cam-a", track + 1, alice.sighting(), t=1.5))
+        assert again.global_id == broken.global_id
+
+
+def test_a_tracklet_still_alone_joins_another_cameras_identity_at_a_re_match(reopen) -> None:
+    """Alice's first crops on cam-a were poor: her tracklet founded an identity, and cam-b's
+    tracklet of her founded another. Once cam-a's pooled appearance is clear, its re-match joins
+    cam-b's identity (relink, the default); with relink off it keeps its own."""
+    for track, relink in ((1, True), (11, False)):
+        with reopen(relink=relink) as gallery:
+            alice = Person(70 + track)
+            poor = gallery.match(tracklet("cam-a", track, alice.sighting(noise=2.0), t=0.0))
+            other_view = gallery.match(tracklet("cam-b", track, alice.sighting(), t=0.5))
+            clear = gallery.match(tracklet("cam-a", track, alice.sighting(), t=0.0))
+        assert poor.is_new and other_view.is_new
+        expected = other_view.global_id if relink else poor.global_id
+        assert clear.global_id == expected and not clear.is_new
 
 
 def test_a_reentry_candidate_must_have_ended_before_the_new_tracklet_began(reopen) -> None:

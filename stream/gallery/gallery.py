@@ -8,8 +8,9 @@ nearest one within the threshold lends its global id — unless that identity al
 tracklet on this camera at an overlapping time (one person is not twice in one view at once;
 the next candidate is tried) — otherwise the tracklet founds a new identity. A tracklet already in the gallery
 keeps its global id while its features are updated — unless it is still the only tracklet
-of its identity (``relink``): then each re-match may still join an identity, e.g. this camera's
-earlier track of the same person that the tracker broke and that has ended since.
+of its identity (``relink``): then each re-match may still join another camera's identity,
+whose tracklet of the same person was not stored yet at the first match or matches only now
+that more crops are pooled (``relink_reentry`` adds this camera's ended tracks).
 """
 
 from __future__ import annotations
@@ -165,7 +166,10 @@ class Gallery:
             if stored is not None:
                 match = Match(stored.global_id, stored.match_score, is_new=False)
                 if self.config.relink and self._alone(stored):
-                    match = self._join(tracklet, own_id=stored.global_id)[0] or match
+                    relinked, _ = self._join(
+                        tracklet, own_id=stored.global_id, reentry=self.config.relink_reentry
+                    )
+                    match = relinked or match
                 t_first = min(stored.t_first, tracklet.t_first)
                 t_end = stored.t_end if tracklet.t_end is None else tracklet.t_end
             else:
@@ -239,18 +243,18 @@ class Gallery:
         return Match(global_id, best, is_new=True)
 
     def _join(
-        self, tracklet: Tracklet, own_id: int | None = None
+        self, tracklet: Tracklet, own_id: int | None = None, reentry: bool = True
     ) -> tuple[Match | None, float | None]:
         """The nearest candidate within the threshold whose identity (not ``own_id``) is not
         already on this camera meanwhile (one person is not in two places of one view at
-        once), and the best distance seen. Candidates: other cameras' tracklets, and this
-        camera's that ended before this one began (re-entry), within the time window."""
+        once), and the best distance seen. Candidates: other cameras' tracklets, and with
+        ``reentry`` this camera's that ended before this one began, within the time window."""
         window = self.config.time_window_s
         candidates = self._ranked(
             tracklet.appearance,
             CandidateFilter(
                 exclude_camera=tracklet.camera,
-                reentry=(tracklet.t_first, tracklet.t_last),
+                reentry=(tracklet.t_first, tracklet.t_last) if reentry else None,
                 t_last_min=None if window is None else tracklet.t_first - window,
             ),
             limit=self.config.top_n,

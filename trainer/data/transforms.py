@@ -2,7 +2,8 @@
 
 Train: resize to 256×128, random horizontal flip (p 0.5), 10-px zero pad + random crop back to
 256×128, ImageNet normalisation, random erasing (p 0.5, as torchreid / fast-reid) — the paper's
-recipe, every number a `TransformConfig` value. Test: resize + normalise.
+recipe, every number a `TransformConfig` value; optionally (``low_res_prob``, off in the paper's
+recipe) a lower resolution first, for far-away people. Test: resize + normalise.
 
 Joints travel with the image: they enter as [J, 3] (x, y, visible) in pixels of the source image
 and leave in [-1, 1] coordinates of the transformed image (x = 2·u/W − 1 with u the continuous
@@ -57,9 +58,24 @@ class TransformConfig(BaseModel):
     erasing_ratio: tuple[float, float] = (0.3, 3.33)
     mean: tuple[float, float, float] = DEFAULT_MEAN
     std: tuple[float, float, float] = DEFAULT_STD
+    low_res_prob: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="chance that a training crop is shrunk to a random height in "
+        "low_res_heights (aspect kept) and enlarged back: a far-away person reaches the model "
+        "as a few dozen pixels enlarged (the demo scene's far camera: 42 px median). 0: the "
+        "paper's recipe",
+    )
+    low_res_heights: tuple[int, int] = (24, 64)
 
     @model_validator(mode="after")
     def _check_ranges(self) -> TransformConfig:
+        low, high = self.low_res_heights
+        if not 4 <= low <= high:
+            raise ValueError(
+                f"low_res_heights must be (low, high) with 4 <= low <= high, got {(low, high)}"
+            )
         for name in ("erasing_scale", "erasing_ratio"):
             low, high = getattr(self, name)
             if not 0 < low <= high:
@@ -144,6 +160,7 @@ class ReIDTransform:
             # same centre alignment as the bilinear resize (plain NEAREST is off by half a pixel)
             part_map = cv2.resize(part_map, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
         if self.train:
+            image = self._lower_resolution(image)
             image, points, part_map = self._flip_and_crop(image, points, part_map)
         tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
         tensor = (tensor - self._mean) / self._std
@@ -155,6 +172,19 @@ class ReIDTransform:
         if labels is None:
             return tensor, joints_out
         return tensor, joints_out, labels
+
+    def _lower_resolution(self, image: np.ndarray) -> np.ndarray:
+        """With ``low_res_prob``: the same view as seen from further away (shrunk to a random
+        height, enlarged back as the embedder enlarges a small crop); geometry unchanged."""
+        config = self.config
+        if not torch.rand(()).item() < config.low_res_prob:
+            return image
+        low, high = config.low_res_heights
+        height, width = image.shape[:2]
+        small_height = min(int(torch.randint(low, high + 1, ()).item()), height)
+        small_width = max(1, round(width * small_height / height))
+        small = cv2.resize(image, (small_width, small_height), interpolation=cv2.INTER_AREA)
+        return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
 
     def _flip_and_crop(
         self, image: np.ndarray, points: np.ndarray | None, part_map: np.ndarray | None
