@@ -11,7 +11,7 @@ camera lags by a random 0-2 s and messages by up to 50 ms. The final ids are sco
 `stream eval` scores a run (cross-camera IDF1 of the final labels).
 
     python bench/association.py [--seeds 1-8] [--orders 6] [--out runs/bench/association]
-        [--detector background_subtraction]
+        [--detector background_subtraction] [--model M.onnx --threshold T]
         [--detector background_subtraction]
 
 Variants: the crop policy's fallback for tracks no box of which passes the policy
@@ -48,6 +48,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "fallback + relink (defaults)": ({}, {}),
     "fallback + relink incl. re-entry": ({}, {"relink_reentry": True}),
 }
+NO_REID = "no re-ID: every tracklet its own identity"  # `stream eval`'s yardstick
 MAX_LAG_S = 2.0  # per camera
 JITTER_S = 0.05  # per message
 
@@ -148,7 +149,11 @@ def replay(
     settings = {
         **cams["worker"],
         "name": "replay",
-        "gallery": {"path": str(work / f"gallery-{order}"), **gallery},
+        "gallery": {
+            **cams["worker"].get("gallery", {}),
+            "path": str(work / f"gallery-{order}"),
+            **gallery,
+        },
     }
     published: list[Any] = []
     worker = Worker.from_config(
@@ -203,6 +208,12 @@ def main() -> None:
         help="the scene's boxes or a detector that needs no weights",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench" / "association")
+    parser.add_argument(
+        "--model", type=Path, help="the worker's model (ONNX; default: the shipped model)"
+    )
+    parser.add_argument(
+        "--threshold", type=float, help="gallery threshold (default: the shipped model's card)"
+    )
     args = parser.parse_args()
     ensure_malloc_env()
     import yaml
@@ -218,7 +229,7 @@ def main() -> None:
     console = Console()
     args.out.mkdir(parents=True, exist_ok=True)
     embedder = None
-    results: dict[str, dict[int, list[float]]] = {name: {} for name in VARIANTS}
+    results: dict[str, dict[int, list[float]]] = {name: {} for name in [NO_REID, *VARIANTS]}
     for seed in args.seeds:
         scene_dir = args.out / f"scene-{seed}"
         scene = scene_dir / "scene"
@@ -228,6 +239,10 @@ def main() -> None:
         (scene_dir / args.detector).mkdir(exist_ok=True)
         cams_yaml = demo_cams_yaml(scene, scene_dir / args.detector, detector=args.detector)
         cams = yaml.safe_load(cams_yaml.read_text())
+        if args.model is not None:
+            cams["worker"]["embedder"]["model"] = str(args.model.resolve())
+        if args.threshold is not None:
+            cams["worker"]["gallery"] = {"threshold": args.threshold}
         if embedder is None:
             embedder = CachedEmbedder(
                 EmbedderConfig(**cams["worker"]["embedder"]).resolved().open()
@@ -262,6 +277,7 @@ def main() -> None:
                     )
                     for order in range(args.orders)
                 ]
+        results[NO_REID][seed] = [cross_camera_idf1(predictions, truths, {})]
     write_outputs(results, args)
     console.print((args.out / "table.md").read_text())
 
