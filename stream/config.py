@@ -112,7 +112,7 @@ class ReplayOptions(StrictModel):
         "pass, timestamps run on): a never-ending source for soak tests and demos",
     )
     pace: PositiveFloat | None = Field(
-        20,
+        None,
         description="deliver frames at their timestamps × 1/pace of real time (1.0 = real "
         "time), as a live camera would; None delivers them as fast as they are read",
     )

@@ -223,6 +223,9 @@ def paced_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for camera in cams["cameras"]:
         camera["source"]["loop"] = True
     cams["worker"]["stats_interval_s"] = 0.1
+    # a published id is final (no relink: at threshold 10 every alone tracklet would join
+    # another camera's identity at its re-match), so each one must be the stored one
+    cams["worker"]["gallery"]["relink"] = False
     cams["workers"] = {"restart_backoff_s": 0.0, "restart_limit": 12}
     path.write_text(yaml.safe_dump(cams))
     return root

@@ -51,8 +51,8 @@ class GalleryConfig(BaseModel):
         description="a tracklet that is still the only one of its identity tries again at each "
         "re-match to join another camera's identity (its id may change once): its first match "
         "came before that camera's tracklet of the same person was stored. On 8 rendered "
-        "3-camera scenes it raised the mean cross-camera IDF1 from 0.843 to 0.912 "
-        "(bench/README.md 'Cross-camera association')",
+        "3-camera scenes it raised the mean cross-camera IDF1 from 0.853 to 0.892, and with "
+        "the crop fallback from 0.843 to 0.913 (bench/README.md 'Cross-camera association')",
     )
     relink_reentry: bool = Field(
         False,
@@ -62,7 +62,7 @@ class GalleryConfig(BaseModel):
         "look alike (TUD-Campus, ground-truth boxes: global-id IDF1 0.966 -> 0.901)",
     )
     exact: bool = Field(
-        False,
+        True,
         description="exact (brute-force) search. False searches the HNSW index: a Qdrant "
         "server builds it past its indexing threshold, an Edge shard when `stream index` "
         "builds it (never while a worker serves it). On the shipped model's embeddings "
