@@ -120,6 +120,7 @@ def record(cams_yaml: Path, crops: dict[str, Any], out: Path) -> tuple[dict, Pat
                 crop_endpoints=[endpoint],
                 assignment_endpoints=[f"ipc://{out}/{camera.id}.none"],
                 emit=emit,
+                clock_origin=0.0,  # one clock for all cameras, as `stream run` gives them
             )
             done.set()
             thread.join()

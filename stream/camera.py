@@ -147,7 +147,7 @@ class StageStats:
     tracks_total: int = 0
     queue_depth: int = 0
     crops_queued: int = 0
-    fallback_crops: int = 0  # of crops_queued: best refused boxes of tracks none of whose passed
+    fallback_crops: int = 0  # of crops_queued: stand-ins for tracks none of whose boxes passed
     sent: int = 0
     dropped: int = 0
     track_ends: int = 0
