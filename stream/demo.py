@@ -5,8 +5,9 @@
    cache) with the gallery threshold calibrated for it (its card); with ``--train`` it instead
    renders a crop set, trains the small demo model (configs/train/demo_cpu.yaml, cached by
    recipe and data), exports it and calibrates its threshold (`stream.calibration`);
-3. runs `stream run` on the scene (ground-truth boxes, ByteTrack, one onnxruntime worker, an
-   embedded Qdrant Edge gallery) and scores the cross-camera result against the ground truth.
+3. runs `stream run` on the scene, its three videos played in real time like three cameras
+   (ground-truth boxes, ByteTrack, one onnxruntime worker, an embedded Qdrant Edge gallery), and
+   scores the cross-camera result against the ground truth.
 """
 
 from __future__ import annotations
@@ -41,15 +42,18 @@ def demo_cams_yaml(
     onnx_path: Path | None = None,
     threshold: float | None = None,
     detector: str = "ground_truth",
+    pace: float | None = None,
 ) -> Path:
     """The scene's own cams.yaml plus the demo worker (onnxruntime) and gallery settings; no
     model and threshold: the shipped model with its card's threshold (the worker's default).
-    ``detector`` replaces the scene's ground-truth boxes (e.g. background_subtraction)."""
+    ``detector`` replaces the scene's ground-truth boxes (e.g. background_subtraction);
+    ``pace`` plays the videos like cameras (1.0: real time), None as fast as they are read."""
     import yaml
 
     cams = yaml.safe_load((scene / "cams.yaml").read_text())
     for camera in cams["cameras"]:
-        camera["source"] = str((scene / camera["source"]).resolve())
+        video = str((scene / camera["source"]).resolve())
+        camera["source"] = video if pace is None else {"type": "video", "path": video, "pace": pace}
         camera["ground_truth"] = str((scene / camera["ground_truth"]).resolve())
     embedder: dict[str, Any] = {"runtime": "onnxruntime"}
     if onnx_path is not None:
@@ -119,10 +123,16 @@ def run_demo(
     train_model: bool = False,
     scene_config: Any = None,
     detector: str = "ground_truth",
+    pace: float | None = 1.0,
     **train_options: Any,
 ) -> dict[str, Any]:
     """The demo; ``scene_config`` (a VideoConfig) replaces the 3-camera, 8-person, 20 s scene
-    and ``train_options`` go to `train_demo_model` (tests run both on a tiny budget)."""
+    and ``train_options`` go to `train_demo_model` (tests run both on a tiny budget).
+
+    ``pace`` 1.0 plays the three videos in real time, as three cameras of a site deliver them:
+    at full file speed (None) the camera processes race, one camera's whole scene can reach the
+    worker before another's has begun, and the identities vary from run to run with that order
+    (bench/README.md "Cross-camera association")."""
     from rich.console import Console
 
     from reid_core.zoo import DEFAULT_MODEL, read_card
@@ -148,7 +158,9 @@ def run_demo(
     run = out / "run"
     if run.exists():
         shutil.rmtree(run)  # a fresh gallery: the demo's ids start at 1 every time
-    cams = demo_cams_yaml(scene, out, onnx_path, None if onnx_path is None else threshold, detector)
+    cams = demo_cams_yaml(
+        scene, out, onnx_path, None if onnx_path is None else threshold, detector, pace
+    )
     summary = run_pipeline(cams, run, live=live)
     scores = evaluate_run(run, cams)
     print_table(scores)
@@ -191,9 +203,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=["ground_truth", "background_subtraction"],
         help="the scene's ground-truth boxes (default) or a detector that needs no weights",
     )
+    parser.add_argument(
+        "--full-speed",
+        action="store_true",
+        help="play the scene's videos as fast as the cameras go instead of in real time (the "
+        "cameras then race and the identities vary more from run to run)",
+    )
     parser.set_defaults(
         handler=lambda args: (
-            run_demo(args.out, args.seed, not args.no_live, args.train, detector=args.detector)
+            run_demo(
+                args.out,
+                args.seed,
+                not args.no_live,
+                args.train,
+                detector=args.detector,
+                pace=None if args.full_speed else 1.0,
+            )
             and 0
         )
     )

@@ -1,7 +1,9 @@
-"""`stream demo`'s threshold calibration: the matcher replayed on pooled per-camera tracklets."""
+"""`stream demo`: its threshold calibration (the matcher replayed on pooled per-camera
+tracklets) and its cams.yaml (the scene's videos played in real time like cameras)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -9,6 +11,8 @@ import torch
 
 from reid_core import ReIDFeatures, occlusion_aware_distance
 from stream.calibration import calibrate_threshold, pseudo_tracklets
+from stream.config import load_cams_config
+from stream.demo import demo_cams_yaml
 from stream.gallery import Appearance
 from stream.gallery.records import as_features
 
@@ -101,3 +105,18 @@ def test_pseudo_tracklets_pool_images_by_identity_and_camera() -> None:
     assert list(zip(ids, cams, strict=True)) == [(1, 0), (2, 0), (2, 1)]  # junk left out
     pooled = appearances[0].global_vector
     assert pooled[0] > 0.99 and 0 < pooled[1] < 0.1  # both images of identity 1 on camera 0
+
+
+def test_the_demo_plays_its_scene_in_real_time_unless_told_full_speed(
+    scene: Path, tmp_path: Path
+) -> None:
+    """At file speed the camera processes race and one camera's whole scene may reach the
+    worker first; a site's cameras deliver in step, which `pace: 1` reproduces."""
+    (tmp_path / "paced").mkdir()
+    (tmp_path / "racing").mkdir()
+    paced = load_cams_config(demo_cams_yaml(scene, tmp_path / "paced", pace=1.0))
+    racing = load_cams_config(demo_cams_yaml(scene, tmp_path / "racing"))
+    assert [c.source.pace for c in paced.cameras] == [1.0, 1.0]
+    assert [c.source.pace for c in racing.cameras] == [None, None]
+    for camera in paced.cameras:
+        assert camera.source.path.is_file() and camera.ground_truth_path().is_file()
