@@ -176,18 +176,13 @@ def replay(
     }
 
 
-def cross_camera_idf1(predictions: dict, truths: dict, assignments: dict) -> float:
-    """`stream eval`'s cross-camera IDF1 of the final labels."""
-    from stream.mtmc import label_boxes, prediction_lines, score_mot
+def cross_camera_idf1(predictions: dict, joined: Any, assignments: dict) -> float:
+    """`stream eval`'s cross-camera IDF1 of the final labels (``joined``:
+    `stream.mtmc.join_ground_truth` of the scene)."""
+    from stream.mtmc import label_boxes, score_mot
 
     labels = label_boxes(predictions, assignments, online=False)
-    gt_lines, pred_lines, offset = [], [], 0
-    for camera, truth in sorted(truths.items()):
-        pred = predictions[camera]
-        gt_lines += replace(truth, frame=truth.frame + offset).to_mot17_lines()
-        pred_lines += prediction_lines(pred, labels[camera], offset)
-        offset += max(int(truth.frame.max(initial=0)), int(pred.frame.max(initial=-1)) + 1)
-    return score_mot(gt_lines, pred_lines)["IDF1"]
+    return score_mot(joined.lines, joined.prediction_lines(predictions, labels))["IDF1"]
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -224,7 +219,7 @@ def main() -> None:
     from reid_core.runtime.embedder import EmbedderConfig
     from stream.demo import demo_cams_yaml
     from stream.detectors import read_mot_file
-    from stream.mtmc import ground_truth_files, read_events
+    from stream.mtmc import ground_truth_files, join_ground_truth, read_events
     from trainer.synth.video import VideoConfig, write_videos
 
     console = Console()
@@ -248,7 +243,7 @@ def main() -> None:
             embedder = CachedEmbedder(
                 EmbedderConfig(**cams["worker"]["embedder"]).resolved().open()
             )
-        recorded: dict[str, tuple[dict, dict]] = {}
+        recorded: dict[str, tuple[dict, dict, Any]] = {}
         truths: dict[str, Any] = {}
         for name, (crops, gallery) in track(
             VARIANTS.items(), description=f"scene {seed}", console=console
@@ -257,28 +252,26 @@ def main() -> None:
             if key not in recorded:
                 recording = scene_dir / args.detector / f"recorded-{len(recorded)}"
                 messages, events = record(cams_yaml, crops, recording)
-                predictions = read_events(events)
                 predictions = {
                     camera: replace(pred, global_id=np.full_like(pred.global_id, -1))
-                    for camera, pred in predictions.items()
+                    for camera, pred in read_events(events).items()
                 }
-                recorded[key] = (messages, predictions)
-                if not truths:
-                    truths = {
-                        camera: read_mot_file(path)
-                        for camera, path in ground_truth_files(scene, predictions).items()
-                    }
-            messages, predictions = recorded[key]
+                truths = truths or {
+                    camera: read_mot_file(path)
+                    for camera, path in ground_truth_files(scene, predictions).items()
+                }
+                recorded[key] = (messages, predictions, join_ground_truth(truths, predictions))
+            messages, predictions, joined = recorded[key]
             with tempfile.TemporaryDirectory() as work:
                 results[name][seed] = [
                     cross_camera_idf1(
                         predictions,
-                        truths,
+                        joined,
                         replay(messages, cams, embedder, gallery, order, Path(work)),
                     )
                     for order in range(args.orders)
                 ]
-        results[NO_REID][seed] = [cross_camera_idf1(predictions, truths, {})]
+        results[NO_REID][seed] = [cross_camera_idf1(predictions, joined, {})]
     write_outputs(results, args)
     console.print((args.out / "table.md").read_text())
 

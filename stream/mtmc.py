@@ -281,6 +281,39 @@ def prediction_lines(pred: Predictions, ids: np.ndarray, frame_offset: int = 0) 
 
 
 @dataclass(frozen=True)
+class JoinedTruth:
+    """Every camera's ground truth as one sequence, as the cross-camera scores see it: cameras
+    in name order, each shifted past the frames of those before it (its ground truth's or its
+    events' length, whichever is longer)."""
+
+    lines: list[str]
+    offsets: dict[str, int]  # camera → its first frame in the sequence, in camera order
+
+    def prediction_lines(self, predictions: dict[str, Predictions], labels: dict) -> list[str]:
+        """The cameras' boxes with ``labels`` (per camera, one id per box) in this sequence."""
+        return [
+            line
+            for camera, offset in self.offsets.items()
+            if camera in predictions
+            for line in prediction_lines(predictions[camera], labels[camera], offset)
+        ]
+
+
+def join_ground_truth(truths: dict[str, Any], predictions: dict[str, Predictions]) -> JoinedTruth:
+    """``truths`` (camera → `read_mot_file` rows) joined into one sequence (`JoinedTruth`)."""
+    lines: list[str] = []
+    offsets: dict[str, int] = {}
+    offset = 0
+    for camera, truth in sorted(truths.items()):
+        pred = predictions.get(camera)
+        last_event_frame = int(pred.frame.max(initial=-1)) + 1 if pred is not None else 0
+        offsets[camera] = offset
+        lines += replace(truth, frame=truth.frame + offset).to_mot17_lines()
+        offset += max(int(truth.frame.max(initial=0)), last_event_frame)
+    return JoinedTruth(lines, offsets)
+
+
+@dataclass(frozen=True)
 class LabelledRun:
     """A run's boxes per camera and the final global id of each (`label_boxes`)."""
 
@@ -398,34 +431,28 @@ def evaluate_run(run_dir: Path, gt: Path, online: bool = False) -> dict[str, Any
             f"cameras {', '.join(unknown)} of the run have no ground truth in {gt} "
             f"(it has: {', '.join(sorted(gt_files))})"
         )
-    labels = label_boxes(predictions, assignments, online)
-    alone = tracklet_labels(predictions)
-    cameras: dict[str, dict[str, Any]] = {}
-    all_gt, all_pred, all_alone = [], [], []
-    offset = 0
+    truths = {}
     for camera, gt_path in sorted(gt_files.items()):
         try:
-            truth = read_mot_file(gt_path)
+            truths[camera] = read_mot_file(gt_path)
         except DetectorError as error:
             raise EvalError(str(error)) from None
+    cameras: dict[str, dict[str, Any]] = {}
+    for camera, truth in truths.items():
         pred = predictions.get(camera)
-        last_event_frame = int(pred.frame.max(initial=-1)) + 1 if pred is not None else 0
-        length = max(int(truth.frame.max(initial=0)), last_event_frame)
         if len(truth.scored()) == 0:
-            cameras[camera] = _zero_metrics(f"no ground-truth people in {gt_path}")
+            cameras[camera] = _zero_metrics(f"no ground-truth people in {gt_files[camera]}")
         elif pred is None:
             cameras[camera] = _zero_metrics("no events from this camera")
         else:
             cameras[camera] = score_mot(
                 truth.to_mot17_lines(), prediction_lines(pred, pred.track_id)
             )
-        all_gt += replace(truth, frame=truth.frame + offset).to_mot17_lines()
-        if pred is not None:
-            all_pred += prediction_lines(pred, labels[camera], offset)
-            all_alone += prediction_lines(pred, alone[camera], offset)
-        offset += length
-    cross = score_mot(all_gt, all_pred) if all_pred else _zero_metrics("no events")
-    without_reid = score_mot(all_gt, all_alone) if all_alone else _zero_metrics("no events")
+    joined = join_ground_truth(truths, predictions)
+    all_pred = joined.prediction_lines(predictions, label_boxes(predictions, assignments, online))
+    all_alone = joined.prediction_lines(predictions, tracklet_labels(predictions))
+    cross = score_mot(joined.lines, all_pred) if all_pred else _zero_metrics("no events")
+    without_reid = score_mot(joined.lines, all_alone) if all_alone else _zero_metrics("no events")
     summary = {
         "IDF1": cross["IDF1"],
         "IDF1_without_reid": without_reid["IDF1"],
