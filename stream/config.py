@@ -481,7 +481,7 @@ class CropPolicy(StrictModel):
         20,
         description="a track none of whose boxes has passed the size / visibility / border "
         "rules yet sends its best box (uncut first, then area × score × visibility) of every "
-        "this many processed frames, and at its end if it sent none, so a far-away, "
+        "this many processed frames, and of the last stretch at its end, so a far-away, "
         "edge-standing or mostly hidden person still gets an identity; its first passing box "
         "ends this. None: such tracks send nothing and keep their own id",
     )

@@ -25,8 +25,8 @@ tracklets_evicted (finished early: more than ``tracklets.max_open`` open), assig
 Gauges: latency p50/p95 (ms from the receipt of the message that made a tracklet due — its
 last crop or its end — to the assignment being published: queue + batch wait + embed +
 match), embed p50/p95 (ms per batch), match p50/p95 (ms per gallery match_batch),
-crops_per_s, open_tracklets, queued_crops, match_threshold (the gallery's, as resolved: `stream harvest` reads it from summary.json),
-batch_limit (crops in a full batch now).
+crops_per_s, open_tracklets, queued_crops, match_threshold (the gallery's, as resolved:
+`stream harvest` reads it from summary.json), batch_limit (crops in a full batch now).
 Logged and published as a ``stats`` message every ``stats_interval_s`` (windows
 of the last 1,024 samples, so memory stays flat).
 

@@ -51,8 +51,8 @@ class GalleryConfig(BaseModel):
         description="a tracklet that is still the only one of its identity tries again at each "
         "re-match to join another camera's identity (its id may change once): its first match "
         "came before that camera's tracklet of the same person was stored. On 8 rendered "
-        "3-camera scenes it raised the mean cross-camera IDF1 from 0.853 to 0.892, and with "
-        "the crop fallback from 0.843 to 0.913 (bench/README.md 'Cross-camera association')",
+        "3-camera scenes it raised the mean cross-camera IDF1 from 0.846 to 0.885, and with "
+        "the crop fallback from 0.846 to 0.908 (bench/README.md 'Cross-camera association')",
     )
     relink_reentry: bool = Field(
         False,
