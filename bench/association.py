@@ -47,6 +47,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "relink (other cameras)": ({"fallback_every_n_frames": None}, {}),
     "fallback + relink (defaults)": ({}, {}),
     "fallback + relink incl. re-entry": ({}, {"relink_reentry": True}),
+    "defaults without the re-entry speed check": ({}, {"reentry_max_speed": None}),
 }
 NO_REID = "no re-ID: every tracklet its own identity"  # `stream eval`'s yardstick
 MAX_LAG_S = 2.0  # per camera

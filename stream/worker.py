@@ -55,6 +55,7 @@ import zmq
 from reid_core.runtime.embedder import Embedder
 from stream.gallery import Gallery, GalleryConfig, Tracklet, write_manifest
 from stream.gallery.pooling import RunningAppearance
+from stream.gallery.records import Box
 from stream.security import open_endpoint, stop_authenticator
 from stream.wire import (
     MAX_MESSAGE_BYTES,
@@ -101,6 +102,8 @@ class TrackletState:
     last_seen: float  # worker clock (time.monotonic) of the last crop received
     t_first: float = float("inf")  # stream time of the first / last embedded crop
     t_last: float = float("-inf")
+    box_first: Box | None = None  # boxes of the crops at t_first / t_last
+    box_last: Box | None = None
     queued: int = 0  # received, not embedded yet
     since_match: int = 0  # embedded since the last match
     global_id: int | None = None
@@ -325,8 +328,10 @@ class Worker:
             )
             state.queued -= 1
             state.since_match += 1
-            state.t_first = min(state.t_first, message.t)
-            state.t_last = max(state.t_last, message.t)
+            if message.t < state.t_first:
+                state.t_first, state.box_first = message.t, tuple(message.box)
+            if message.t > state.t_last:
+                state.t_last, state.box_last = message.t, tuple(message.box)
             state.trigger_at = max(state.trigger_at, crop.received_at)
             if weight > state.best_weight:
                 state.best_weight, state.best_crop = weight, message.image
@@ -355,6 +360,8 @@ class Worker:
                 t_first=s.t_first,
                 t_last=s.t_last,
                 t_end=s.t_end,
+                box_first=s.box_first,
+                box_last=s.box_last,
                 appearance=s.pool.appearance(),
                 thumbnail=self._write_thumbnail(s),
             )

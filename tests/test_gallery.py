@@ -25,6 +25,7 @@ from stream.gallery import (
 from stream.gallery import gallery as gallery_module
 from stream.gallery.backend import CandidateFilter
 from stream.gallery.edge import EDGE_FILTER_MODELS, EdgeBackend
+from stream.gallery.records import box_distance_in_heights
 from stream.gallery.server import ServerBackend
 
 pytestmark = [
@@ -282,6 +283,41 @@ def test_a_reentry_candidate_must_have_ended_before_the_new_tracklet_began(reope
     assert not after.is_new and after.global_id == 1
 
 
+def test_a_reentry_must_be_reachable_from_where_the_ended_tracklet_left_the_view(
+    reopen,
+) -> None:
+    """Alice leaves the view on the right (last box centred at x=600, 200 px tall) at t=1; a
+    look-alike entering on the left (x=40: 2.8 heights away) 0.5 s later cannot be her at
+    2 heights/s (0.5 + 2 x 0.5 = 1.5 heights), 5 s later she could; back where she left,
+    0.5 s later, she is. Without boxes, or with the check off, the candidate is not checked."""
+    right, left = (550.0, 100.0, 650.0, 300.0), (0.0, 100.0, 80.0, 300.0)
+    cases = [  # (config changes, first box of the new tracklet, its start, joins?)
+        ({}, left, 1.5, False),
+        ({}, left, 6.0, True),
+        ({}, right, 1.5, True),
+        ({"reentry_max_speed": None}, left, 1.5, True),
+        ({}, None, 1.5, True),
+    ]
+    for track, (changes, box_first, t_first, joins) in enumerate(cases, start=1):
+        with reopen(**changes) as gallery:
+            alice = Person(90 + track)
+            run = f"case-{track}"
+            left_view = Tracklet(
+                camera="cam-a", track=1, run=run, t_first=0.0, t_last=1.0, t_end=1.2,
+                appearance=alice.sighting(), box_first=left, box_last=right,
+            )  # fmt: skip
+            first = gallery.match(left_view)
+            assert gallery.get("cam-a", 1, run).box_last == right  # stored and read back
+            entering = Tracklet(
+                camera="cam-a", track=2, run=run, t_first=t_first, t_last=t_first + 1.0,
+                appearance=alice.sighting(), box_first=box_first,
+            )  # fmt: skip
+            match = gallery.match(entering)
+        assert (match.global_id == first.global_id) is joins, (changes, box_first, t_first)
+    assert box_distance_in_heights(right, left) == pytest.approx(560 / 200)
+    assert box_distance_in_heights((0.0, 5.0, 9.0, 5.0), (1.0, 5.0, 9.0, 5.0)) is None  # 0 px
+
+
 def test_runs_never_share_a_tracklet_or_lend_it_their_identity(reopen) -> None:
     """Track ids restart in every run: run B's track 1 is not run A's track 1."""
     gallery = reopen()
@@ -487,6 +523,11 @@ def test_bad_inputs_name_the_field() -> None:
         Appearance(global_vector=np.zeros(DIM), part_vectors=np.ones((1, DIM)), visibility=[1])
     with pytest.raises(ValueError, match="t_first 5.0 is after t_last 1.0"):
         Tracklet(camera="c", track=1, t_first=5.0, t_last=1.0, appearance=Person(0).sighting())
+    with pytest.raises(ValueError, match=r"box_last must be \[x1, y1, x2, y2\]"):
+        Tracklet(
+            camera="c", track=1, t_first=0.0, t_last=1.0, appearance=Person(0).sighting(),
+            box_last=(10.0, 50.0, 20.0, 40.0),
+        )  # fmt: skip
 
 
 def test_edge_gallery_open_twice_is_a_clear_error(tmp_path: Path) -> None:

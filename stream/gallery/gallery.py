@@ -36,6 +36,7 @@ from stream.gallery.records import (
     Tracklet,
     TrackletRecord,
     as_features,
+    box_distance_in_heights,
     point_id,
 )
 
@@ -170,11 +171,12 @@ class Gallery:
                         tracklet, own_id=stored.global_id, reentry=self.config.relink_reentry
                     )
                     match = relinked or match
-                t_first = min(stored.t_first, tracklet.t_first)
+                earlier = stored if stored.t_first < tracklet.t_first else tracklet
+                t_first, box_first = earlier.t_first, earlier.box_first
                 t_end = stored.t_end if tracklet.t_end is None else tracklet.t_end
             else:
                 match = self._decide(tracklet)
-                t_first, t_end = tracklet.t_first, tracklet.t_end
+                t_first, box_first, t_end = tracklet.t_first, tracklet.box_first, tracklet.t_end
             record = TrackletRecord(
                 camera=tracklet.camera,
                 track=tracklet.track,
@@ -182,6 +184,8 @@ class Gallery:
                 t_first=t_first,
                 t_last=tracklet.t_last,
                 t_end=t_end,
+                box_first=box_first,
+                box_last=tracklet.box_last,
                 appearance=tracklet.appearance,
                 thumbnail=tracklet.thumbnail,
                 global_id=match.global_id,
@@ -248,7 +252,8 @@ class Gallery:
         """The nearest candidate within the threshold whose identity (not ``own_id``) is not
         already on this camera meanwhile (one person is not in two places of one view at
         once), and the best distance seen. Candidates: other cameras' tracklets, and with
-        ``reentry`` this camera's that ended before this one began, within the time window."""
+        ``reentry`` this camera's that ended before this one began, within the time window,
+        and from whose last box a person could have reached this one's first (`_reachable`)."""
         window = self.config.time_window_s
         candidates = self._ranked(
             tracklet.appearance,
@@ -265,9 +270,29 @@ class Gallery:
             if candidate.distance > self.config.threshold:
                 break
             global_id = candidate.record.global_id
-            if global_id != own_id and not self._on_camera_meanwhile(global_id, tracklet):
+            if (
+                global_id != own_id
+                and self._reachable(candidate.record, tracklet)
+                and not self._on_camera_meanwhile(global_id, tracklet)
+            ):
                 return Match(global_id, candidate.distance, is_new=False), best
         return None, best
+
+    def _reachable(self, record: TrackletRecord, tracklet: Tracklet) -> bool:
+        """Whether a person could have gone from ``record``'s last box to ``tracklet``'s first
+        on their shared camera at ``reentry_max_speed`` (other cameras, or boxes unknown:
+        True)."""
+        speed = self.config.reentry_max_speed
+        if (
+            speed is None
+            or record.camera != tracklet.camera
+            or record.box_last is None
+            or tracklet.box_first is None
+        ):
+            return True
+        heights = box_distance_in_heights(record.box_last, tracklet.box_first)
+        gap = max(0.0, tracklet.t_first - record.t_last)
+        return heights is None or heights <= self.config.reentry_slack + speed * gap
 
     def _alone(self, record: TrackletRecord) -> bool:
         """Whether ``record`` is the only tracklet of its identity (no other joined it)."""

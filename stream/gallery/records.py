@@ -11,7 +11,7 @@ Point layout (both backends):
   ``global_id`` (integer index: lookup for `Gallery.records_of`, range for the id sequence),
   ``t_end`` (float index; null while the tracklet is open: re-entry candidates have ended),
   ``run``, ``track``, ``thumbnail``, ``match_score``, ``visibility`` [K] (a short list of
-  floats), and
+  floats), ``box_first`` / ``box_last`` ([x1, y1, x2, y2] or null), and
   ``parts``: the K part vectors, each unit-normalised (cosine distance ignores scale), as
   little-endian float16 bytes in base64.
 
@@ -37,6 +37,7 @@ from reid_core.features import ReIDFeatures
 GLOBAL_VECTOR = "global"
 POINT_ID_NAMESPACE = uuid.UUID("6f1c8a52-3d0e-4b47-9a83-51f0c2b7e915")
 PART_DTYPE = np.dtype("<f2")
+Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels of the camera's frame
 
 
 def point_id(camera: str, track: int, run: str = "") -> str:
@@ -133,7 +134,9 @@ class Tracklet:
 
     ``run`` names the `stream run` that saw it (track ids restart in every run); ``t_end`` is
     when its camera ended it, None while it is open: only an ended tracklet of the same camera
-    is a re-entry candidate.
+    is a re-entry candidate. ``box_first`` / ``box_last`` are its boxes (pixels of its camera's
+    frame) at ``t_first`` / ``t_last``, None when unknown: where it entered and left the view
+    tell whether a re-entry is physically possible (`GalleryConfig.reentry_max_speed`).
     """
 
     camera: str
@@ -144,6 +147,8 @@ class Tracklet:
     thumbnail: str = ""
     run: str = ""
     t_end: float | None = None
+    box_first: Box | None = None
+    box_last: Box | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.camera, str) or not self.camera:
@@ -156,6 +161,13 @@ class Tracklet:
             raise ValueError(f"Tracklet.t_first {self.t_first} is after t_last {self.t_last}")
         if self.t_end is not None and not math.isfinite(self.t_end):
             raise ValueError(f"Tracklet.t_end must be finite or None, got {self.t_end}")
+        for name in ("box_first", "box_last"):
+            box = getattr(self, name)
+            if box is not None and not _is_box(box):
+                raise ValueError(
+                    f"Tracklet.{name} must be [x1, y1, x2, y2] finite with x1 <= x2 and "
+                    f"y1 <= y2, or None; got {box!r}"
+                )
 
     @property
     def point_id(self) -> str:
@@ -185,6 +197,8 @@ class TrackletRecord(Tracklet):
             "t_end": None if self.t_end is None else float(self.t_end),
             "thumbnail": self.thumbnail,
             "match_score": self.match_score,
+            "box_first": None if self.box_first is None else [float(v) for v in self.box_first],
+            "box_last": None if self.box_last is None else [float(v) for v in self.box_last],
             "visibility": [float(v) for v in self.appearance.visibility],
             "parts": base64.b64encode(parts.tobytes()).decode("ascii"),
         }
@@ -207,9 +221,35 @@ class TrackletRecord(Tracklet):
             thumbnail=payload["thumbnail"],
             run=payload.get("run", ""),  # galleries written before runs had ids
             t_end=payload.get("t_end"),
+            box_first=_box_or_none(payload.get("box_first")),  # None in older galleries
+            box_last=_box_or_none(payload.get("box_last")),
             global_id=payload["global_id"],
             match_score=payload["match_score"],
         )
+
+
+def box_distance_in_heights(a: Box, b: Box) -> float | None:
+    """Distance between two boxes' centres in units of the taller box's height: how far a
+    person moved, in body heights, whatever their distance from the camera (None when both
+    boxes are 0 px tall)."""
+    height = max(a[3] - a[1], b[3] - b[1])
+    if height <= 0:
+        return None
+    dx = (a[0] + a[2] - b[0] - b[2]) / 2
+    dy = (a[1] + a[3] - b[1] - b[3]) / 2
+    return math.hypot(dx, dy) / height
+
+
+def _is_box(box: object) -> bool:
+    try:
+        x1, y1, x2, y2 = (float(v) for v in box)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        return False
+    return all(math.isfinite(v) for v in (x1, y1, x2, y2)) and x1 <= x2 and y1 <= y2
+
+
+def _box_or_none(value: list[float] | None) -> Box | None:
+    return None if value is None else tuple(float(v) for v in value)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
