@@ -318,6 +318,18 @@ def test_a_reentry_must_be_reachable_from_where_the_ended_tracklet_left_the_view
     assert box_distance_in_heights((0.0, 5.0, 9.0, 5.0), (1.0, 5.0, 9.0, 5.0)) is None  # 0 px
 
 
+def test_a_record_stored_before_tracklets_had_boxes_reads_back_without_them() -> None:
+    record = TrackletRecord(
+        camera="cam-a", track=1, t_first=0.0, t_last=1.0, appearance=Person(5).sighting(),
+        global_id=3, box_first=(1.0, 2.0, 3.0, 4.0), box_last=(5.0, 6.0, 7.0, 8.0),
+    )  # fmt: skip
+    payload = record.to_payload()
+    assert payload["box_first"] == [1.0, 2.0, 3.0, 4.0] and payload["box_last"][3] == 8.0
+    older = {k: v for k, v in payload.items() if k not in ("box_first", "box_last")}
+    read = TrackletRecord.from_point(older, record.appearance.global_vector)
+    assert read.box_first is None and read.box_last is None and read.global_id == 3
+
+
 def test_runs_never_share_a_tracklet_or_lend_it_their_identity(reopen) -> None:
     """Track ids restart in every run: run B's track 1 is not run A's track 1."""
     gallery = reopen()
