@@ -11,12 +11,12 @@ camera lags by a random 0-2 s and messages by up to 50 ms. The final ids are sco
 `stream eval` scores a run (cross-camera IDF1 of the final labels).
 
     python bench/association.py [--seeds 1-8] [--orders 6] [--out runs/bench/association]
-        [--detector background_subtraction] [--model M.onnx --threshold T]
-        [--detector background_subtraction]
+        [--detector background_subtraction] [--model M.onnx --threshold T] [--defaults-only]
 
 Variants: the crop policy's fallback for tracks no box of which passes the policy
 (`CropPolicy.fallback_every_n_frames`) and the gallery's re-match rules (`GalleryConfig.relink`,
-``relink_reentry``) on and off. Seed 0 is `make demo`'s scene: keep it out of choices (it is
+``relink_reentry``, ``reentry_max_speed``) on and off (``--defaults-only``: the defaults' row
+alone, e.g. to judge another model). Seed 0 is `make demo`'s scene: keep it out of choices (it is
 where the demo's target is measured) and report it with ``--seeds 0``. Writes results.json,
 table.md and association.png under --out.
 """
@@ -40,12 +40,13 @@ sys.path.insert(0, str(ROOT))
 
 from reid_core.runtime.embedder import ensure_malloc_env  # noqa: E402
 
+DEFAULTS = "fallback + relink (defaults)"
 VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     # name: (cams.yaml crops overrides, gallery overrides)
     "before: no fallback crops, no relink": ({"fallback_every_n_frames": None}, {"relink": False}),
     "fallback crops": ({}, {"relink": False}),
     "relink (other cameras)": ({"fallback_every_n_frames": None}, {}),
-    "fallback + relink (defaults)": ({}, {}),
+    DEFAULTS: ({}, {}),
     "fallback + relink incl. re-entry": ({}, {"relink_reentry": True}),
     "defaults without the re-entry speed check": ({}, {"reentry_max_speed": None}),
 }
@@ -211,6 +212,9 @@ def main() -> None:
     parser.add_argument(
         "--threshold", type=float, help="gallery threshold (default: the shipped model's card)"
     )
+    parser.add_argument(
+        "--defaults-only", action="store_true", help=f"only the row {DEFAULTS!r} (and no re-ID)"
+    )
     args = parser.parse_args()
     ensure_malloc_env()
     import yaml
@@ -226,7 +230,8 @@ def main() -> None:
     console = Console()
     args.out.mkdir(parents=True, exist_ok=True)
     embedder = None
-    results: dict[str, dict[int, list[float]]] = {name: {} for name in [NO_REID, *VARIANTS]}
+    variants = {DEFAULTS: VARIANTS[DEFAULTS]} if args.defaults_only else VARIANTS
+    results: dict[str, dict[int, list[float]]] = {name: {} for name in [NO_REID, *variants]}
     for seed in args.seeds:
         scene_dir = args.out / f"scene-{seed}"
         scene = scene_dir / "scene"
@@ -247,7 +252,7 @@ def main() -> None:
         recorded: dict[str, tuple[dict, dict, Any]] = {}
         truths: dict[str, Any] = {}
         for name, (crops, gallery) in track(
-            VARIANTS.items(), description=f"scene {seed}", console=console
+            variants.items(), description=f"scene {seed}", console=console
         ):
             key = json.dumps(crops, sort_keys=True)
             if key not in recorded:
