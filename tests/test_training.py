@@ -303,7 +303,8 @@ def test_training_with_part_supervision_lowers_the_part_map_error(tmp_path: Path
         **TINY_MODEL,
         "heads": {"num_parts": 6},
         "input_size": [128, 64],
-        "loss": {"weights": {"part_supervision": 1.0}},
+        # the equivariance term's second forward pass on warped crops is not what this tests
+        "loss": {"weights": {"part_supervision": 1.0, "equivariance": 0.0}},
     }
     path = write_tiny_config(
         tmp_path / "parts.yaml",
