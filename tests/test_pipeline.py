@@ -169,6 +169,7 @@ def test_a_used_out_folder_needs_resume_or_overwrite(
     assert "already holds a run (summary.json)" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_second_run_on_a_persistent_gallery_gives_no_new_person_an_old_id(
     scene: Path, tmp_path: Path
 ) -> None:
@@ -231,6 +232,7 @@ def paced_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_a_worker_killed_ten_times_while_crops_flow_loses_no_acknowledged_identity(
     paced_scene: Path,
 ) -> None:
@@ -296,6 +298,7 @@ def _worker_processes_of(out: Path) -> list[int]:
     return pids
 
 
+@pytest.mark.slow
 def test_a_killed_run_leaves_no_worker_behind_and_resumes_where_it_stopped(
     paced_scene: Path, tmp_path: Path
 ) -> None:

@@ -200,6 +200,7 @@ def test_the_embedder_and_the_worker_default_to_the_shipped_model(shipped: Path)
     chosen.close()
 
 
+@pytest.mark.slow
 def test_the_demo_runs_the_shipped_model_and_still_trains_on_request(
     shipped: Path, tmp_path: Path
 ) -> None:

@@ -287,6 +287,7 @@ def test_row6_on_a_real_layout_learns_keypoints_from_a_keypoint_file(tmp_path: P
     assert "keypoint_supervision" not in history[1] and "equivariance" not in history[1]
 
 
+@pytest.mark.slow
 def test_training_with_part_supervision_lowers_the_part_map_error(tmp_path: Path) -> None:
     """`trainer train` with loss.weights.part_supervision on a synthetic set: the rendered
     body-part maps reach the loss, and the segmentation's error against the maps of crops the
@@ -335,6 +336,7 @@ def test_training_with_part_supervision_lowers_the_part_map_error(tmp_path: Path
     assert after < 0.8 * before
 
 
+@pytest.mark.slow
 def test_training_killed_at_five_seeded_points_resumes_to_the_weights_of_an_unbroken_run(
     tmp_path: Path, tiny_set: Path
 ) -> None:
