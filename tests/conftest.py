@@ -16,7 +16,7 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked slow (30 s to 2 min each) run first: pytest-xdist hands tests out in this
+    """Tests marked slow (20 s to 2 min each) run first: pytest-xdist hands tests out in this
     order, so no worker is left finishing a long one alone while the other waits."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
