@@ -11,7 +11,7 @@ camera lags by a random 0-2 s and messages by up to 50 ms. The final ids are sco
 `stream eval` scores a run (cross-camera IDF1 of the final labels).
 
     python bench/association.py [--seeds 1-8] [--orders 6] [--out runs/bench/association]
-        [--detector background_subtraction] [--model M.onnx --threshold T] [--defaults-only]
+        [--detector background_subtraction] [--model M.onnx --threshold T] [--flip] [--defaults-only]
 
 Variants: the crop policy's fallback for tracks no box of which passes the policy
 (`CropPolicy.fallback_every_n_frames`) and the gallery's re-match rules (`GalleryConfig.relink`,
@@ -213,6 +213,9 @@ def main() -> None:
         "--threshold", type=float, help="gallery threshold (default: the shipped model's card)"
     )
     parser.add_argument(
+        "--flip", action="store_true", help="flip test-time augmentation in the embedder"
+    )
+    parser.add_argument(
         "--defaults-only", action="store_true", help=f"only the row {DEFAULTS!r} (and no re-ID)"
     )
     args = parser.parse_args()
@@ -245,6 +248,8 @@ def main() -> None:
             cams["worker"]["embedder"]["model"] = str(args.model.resolve())
         if args.threshold is not None:
             cams["worker"]["gallery"] = {"threshold": args.threshold}
+        if args.flip:
+            cams["worker"]["embedder"]["flip"] = True
         if embedder is None:
             embedder = CachedEmbedder(
                 EmbedderConfig(**cams["worker"]["embedder"]).resolved().open()

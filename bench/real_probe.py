@@ -3,7 +3,7 @@ MOT15 TUD-Campus clip cut by its ground-truth boxes, scored in one run for a col
 baseline, ImageNet MobileNetV2 features with no re-ID training, and any number of checkpoints.
 
     python bench/real_probe.py [--data ../shared/data/mot15-TUD-Campus] [--checkpoint M.safetensors ...]
-        [--every 5] [--min-height 64] [--out runs/bench/real_probe]
+        [--every 5] [--min-height 64] [--flip] [--out runs/bench/real_probe]
 
 Probe set (`cut_probe_set`). Frames 1, 1+every, 1+2·every, … (MOT's 1-based numbers: 1, 6, 11,
 …, 71 by default) of the sequence (``img1/`` images in name order, or the folder's one video
@@ -72,6 +72,9 @@ def main() -> int:
     parser.add_argument("--every", type=int, default=5, help="keep MOT frames 1, 1+N, 1+2N, …")
     parser.add_argument("--min-height", type=int, default=64, help="px, after clipping")
     parser.add_argument("--out", type=Path, default=ROOT / "runs/bench/real_probe")
+    parser.add_argument(
+        "--flip", action="store_true", help="checkpoints embed with flip test-time augmentation"
+    )
     args = parser.parse_args()
     for path in args.checkpoint:
         if not path.is_file():
@@ -109,7 +112,7 @@ def main() -> int:
     models = {
         name: load_model_file(path) for name, path in zip(names, args.checkpoint, strict=True)
     }
-    rows, distmats = score_probe(probe, models)
+    rows, distmats = score_probe(probe, models, args.flip)
     for row, path in zip(rows[2:], [p for p in args.checkpoint for _ in range(2)], strict=True):
         row["checkpoint"] = str(path)
     for row in rows:

@@ -195,6 +195,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--photo-backgrounds", type=float, default=0.0, help="world v2 (trainer synth reid)"
     )
+    parser.add_argument(
+        "--lookalikes", type=float, default=0.0, help="world v2 (trainer synth reid)"
+    )
+    parser.add_argument(
+        "--backbone-lr-factor",
+        type=float,
+        default=1.0,
+        help="the backbone's lr as a fraction of the rest's (optimizer.backbone_lr_factor)",
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's own)")
     parser.add_argument("--report", action="store_true", help="only print the finished rows")
     parser.add_argument("--out", type=Path, default=ROOT / "runs/bench/train_synthetic")
@@ -207,6 +216,8 @@ def render_data(args: argparse.Namespace) -> Path:
     world = ""
     if args.photo_textures or args.photo_backgrounds:
         world = f"-phototex{args.photo_textures:g}-photobg{args.photo_backgrounds:g}"
+    if args.lookalikes:
+        world += f"-lookalikes{args.lookalikes:g}"
     data = args.out / f"data-{args.identities}ids-{args.cameras}cams-seed{args.seed}{world}"
     if not (data / "meta.json").is_file():
         if data.exists():  # an interrupted render: start it again
@@ -219,6 +230,7 @@ def render_data(args: argparse.Namespace) -> Path:
             seed=args.seed,
             photo_textures=args.photo_textures,
             photo_backgrounds=args.photo_backgrounds,
+            lookalikes=args.lookalikes,
         )
         write_reid_set(cfg, data)
     return data
@@ -234,7 +246,7 @@ def train_overrides(args: argparse.Namespace, name: str, data: Path) -> dict[str
         "epochs": epochs,
         "max_steps_per_epoch": args.steps_per_epoch,
         "data": {"root": str(data), "num_workers": 0},
-        "optimizer": {"lr": 0.02},
+        "optimizer": {"lr": 0.02, "backbone_lr_factor": args.backbone_lr_factor},
         "scheduler": {
             "step_size": max(1, epochs * 2 // 3),
             "warmup_epochs": 0,

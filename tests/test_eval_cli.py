@@ -13,8 +13,9 @@ import torch
 from test_model import tiny_model_config
 
 from reid_core import build_model, save
+from reid_core.features import flip_average
 from trainer.cli import main as trainer_main
-from trainer.evaluation.evaluate import evaluate_model, flip_average
+from trainer.evaluation.evaluate import evaluate_model
 from trainer.synth.reid_set import ReidSetConfig, write_reid_set
 
 SMALL = {"input_size": [64, 32], "heads": {"num_parts": 3}}

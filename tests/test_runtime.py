@@ -58,6 +58,24 @@ def test_both_runtimes_give_the_same_features_for_the_same_crops(
         torch.testing.assert_close(exported.as_dict()[name], value, atol=1e-4, rtol=0)
 
 
+def test_flip_embeds_a_crop_and_its_mirror_image_alike(model_files: tuple[Path, Path]) -> None:
+    """Flip test-time augmentation averages each crop with its mirror image, so a crop and its
+    mirror get the same features; without it they differ. Positions stay the crop's own."""
+    checkpoint, onnx_path = model_files
+    crops = synthetic_crops(3, seed=5)
+    mirrored = [np.ascontiguousarray(crop[:, ::-1]) for crop in crops]
+    for runtime, path in (("torch", checkpoint), ("onnxruntime", onnx_path)):
+        config = EmbedderConfig(runtime=runtime, model=path, device="cpu", threads=1)
+        plain, flipped = config.open(), config.model_copy(update={"flip": True}).open()
+        assert (plain.flip, flipped.flip) == (False, True)
+        a, b = flipped.embed(crops), flipped.embed(mirrored)
+        for name in ("global_features", "part_features", "visibility"):
+            torch.testing.assert_close(getattr(a, name), getattr(b, name), atol=1e-4, rtol=0)
+        unflipped = plain.embed(crops)
+        assert not torch.allclose(unflipped.global_features, plain.embed(mirrored).global_features)
+        torch.testing.assert_close(a.keypoints, unflipped.keypoints, atol=1e-5, rtol=0)
+
+
 def test_provider_selection_uses_what_loads_and_names_it(
     model_files: tuple[Path, Path], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -1,5 +1,6 @@
 """World v2 (issue "a shipped model"): photo textures and photo backgrounds from the sample
-photos installed packages ship, switchable without changing the world-v1 people or crops."""
+photos installed packages ship, and look-alike identities, switchable without changing the
+world-v1 people or crops."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import pytest
 
 from reid_core.cli import build_parser, run
 from trainer.synth import photos
-from trainer.synth.crop_render import CropWorld, render_crop
-from trainer.synth.people import sample_appearance
+from trainer.synth.crop_render import IDENTITY, CropWorld, render_crop
+from trainer.synth.people import BODY_FIELDS, LOOKALIKE_GROUPS, sample_appearance
 from trainer.synth.photos import photo_background, photo_library, photo_texture
 from trainer.synth.reid_set import ReidSetConfig, plan_crops
 from trainer.synth.seeding import generator
@@ -104,10 +105,11 @@ def test_cli_renders_world_v2_and_names_bad_values(tmp_path: Path, capsys) -> No
     parser = build_parser("trainer", "test", ["trainer.synth.cli"])
     assert run(parser, [*args, "--photo-textures", "1.5"]) == 2
     assert "photo_textures must be in [0, 1], got 1.5" in capsys.readouterr().err
-    world = ["--photo-textures", "0.5", "--photo-backgrounds", "0.5"]
+    world = ["--photo-textures", "0.5", "--photo-backgrounds", "0.5", "--lookalikes", "0.25"]
     assert run(parser, [*args, *world]) == 0
     meta = json.loads((out / "meta.json").read_text())
     assert meta["world"]["photo_textures"] == 0.5 and meta["world"]["photo_backgrounds"] == 0.5
+    assert meta["world"]["lookalikes"] == 0.25
     credited = {entry["file"]: entry["licence"] for entry in meta["world"]["photos"]}
     assert "sklearn/datasets/images/china.jpg" in credited
     assert credited["sklearn/datasets/images/china.jpg"].startswith("CC BY 2.0")
@@ -123,3 +125,40 @@ def test_a_big_training_set_keeps_fewer_test_identities() -> None:
     assert train == set(range(1, 8)) and test == {8, 9, 10}
     with pytest.raises(ValueError, match="test_identities must be in"):
         ReidSetConfig(identities=10, cameras=3, test_identities=10)
+
+
+def _differing_groups(a, b) -> set[str]:
+    return {
+        group
+        for group, names in LOOKALIKE_GROUPS.items()
+        if any(getattr(a, n) != getattr(b, n) for n in names)
+    }
+
+
+def test_lookalikes_copy_an_earlier_identity_of_their_split_but_one_or_two_garments() -> None:
+    cfg = ReidSetConfig(identities=40, cameras=2, seed=2, test_identities=16, lookalikes=0.5)
+    world, plain = cfg.world(), replace(cfg, lookalikes=0.0).world()
+    own = {pid: plain.person(IDENTITY, pid) for pid in range(1, 41)}
+    assert own == {pid: ReidSetConfig(40, 2, seed=2).world().person(IDENTITY, pid) for pid in own}
+    resembled = []
+    for pid in range(1, 41):
+        person = world.person(IDENTITY, pid)
+        if person == own[pid]:
+            continue
+        # its body is its own; its clothes are an earlier identity's of the same split but for
+        # one or two garment groups, which are its own draw
+        assert all(getattr(person, n) == getattr(own[pid], n) for n in BODY_FIELDS)
+        first = 1 if pid <= cfg.train_identities else cfg.train_identities + 1
+        models = [m for m in range(first, pid) if 1 <= len(_differing_groups(person, own[m])) <= 2]
+        assert models, f"identity {pid} resembles no earlier identity of its split"
+        kept_own = _differing_groups(person, own[models[0]])
+        assert all(
+            getattr(person, n) == getattr(own[pid], n)
+            for group in kept_own
+            for n in LOOKALIKE_GROUPS[group]
+        )
+        resembled.append(pid)
+    assert 12 <= len(resembled) <= 28  # about half of the 38 that have an earlier identity
+    assert 1 not in resembled and cfg.train_identities + 1 not in resembled
+    with pytest.raises(ValueError, match="lookalikes must be in"):
+        ReidSetConfig(identities=4, cameras=2, lookalikes=1.5)

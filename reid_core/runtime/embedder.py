@@ -22,7 +22,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from reid_core.config import ConfigPath
-from reid_core.features import ReIDFeatures
+from reid_core.features import ReIDFeatures, embed_flipped
 from reid_core.runtime.preprocess import preprocess_crops
 
 # name → "module:class" of a `PreprocessingEmbedder`, opened by its `from_config`.
@@ -86,11 +86,13 @@ class PreprocessingEmbedder(ABC):
     dim: int
     num_parts: int
     input_size: tuple[int, int]
+    flip: bool = False  # set by EmbedderConfig.open: average each crop with its mirror image
 
     def embed(self, crops: Sequence[np.ndarray]) -> ReIDFeatures:
         if len(crops) == 0:
             raise ValueError(f"{self.name} embedder: embed() needs at least one crop")
-        return self.forward(preprocess_crops(crops, self.input_size))
+        images = preprocess_crops(crops, self.input_size)
+        return embed_flipped(self.forward, images) if self.flip else self.forward(images)
 
     @classmethod
     @abstractmethod
@@ -191,6 +193,11 @@ class EmbedderConfig(BaseModel):
         default_factory=lambda: TensorRTOptions(),
         description="onnxruntime's TensorRT provider, where it loads (ignored elsewhere)",
     )
+    flip: bool = Field(
+        False,
+        description="flip test-time augmentation: each crop is embedded with its mirror image and "
+        "the features averaged (twice the forward passes; bench/README.md 'Flip')",
+    )
     spin_wait: bool = Field(
         False,
         description="onnxruntime: let idle intra-op threads busy-wait for the next run (its "
@@ -221,4 +228,6 @@ class EmbedderConfig(BaseModel):
     def open(self) -> PreprocessingEmbedder:
         """Load the model into its runtime (a missing or foreign file is a clear error)."""
         config = self.resolved()
-        return runtime_class(config.runtime).from_config(config)
+        embedder = runtime_class(config.runtime).from_config(config)
+        embedder.flip = config.flip
+        return embedder

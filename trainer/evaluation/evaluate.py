@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from reid_core import ReIDFeatures, global_distance, occlusion_aware_distance
+from reid_core.features import embed_flipped
 from reid_core.part_health import PartHealthAccumulator
 from reid_core.parts import SUPPORTED_PART_COUNTS
 from trainer.evaluation.tables import PART_HEALTH_PREFIX
@@ -36,20 +37,6 @@ def distance_function(kind: Distance, lam: float = 1.0):
     if kind == "occlusion-aware":
         return lambda query, gallery: occlusion_aware_distance(query, gallery, lam=lam)
     raise ValueError(f"unknown distance {kind!r}; valid: global, occlusion-aware")
-
-
-def flip_average(plain: ReIDFeatures, flipped: ReIDFeatures) -> ReIDFeatures:
-    """Flip test-time augmentation: global and part features and visibility are averaged;
-    keypoints, Jacobians and segmentation stay those of the unflipped image (they are
-    positions, which a flip mirrors)."""
-    return ReIDFeatures(
-        global_features=(plain.global_features + flipped.global_features) / 2,
-        part_features=(plain.part_features + flipped.part_features) / 2,
-        visibility=(plain.visibility + flipped.visibility) / 2,
-        keypoints=plain.keypoints,
-        jacobians=plain.jacobians,
-        segmentation=plain.segmentation,
-    )
 
 
 @torch.no_grad()
@@ -84,9 +71,7 @@ def extract_features(
         task = progress.add_task(description, total=len(records))
         for batch in loader:
             images = batch["image"].to(device, non_blocking=True)
-            features = model(images)
-            if flip:
-                features = flip_average(features, model(torch.flip(images, dims=[3])))
+            features = embed_flipped(model, images) if flip else model(images)
             chunks.append(features.cpu())
             progress.update(task, advance=len(images))
     model.train(was_training)

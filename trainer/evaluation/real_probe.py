@@ -226,12 +226,17 @@ def cosine_distance(query: np.ndarray, gallery: np.ndarray) -> np.ndarray:
     return 1.0 - query @ gallery.T
 
 
-def checkpoint_features(model, crops: Sequence[np.ndarray]):
-    """ReIDFeatures of the crops at the model's own input size."""
+def checkpoint_features(model, crops: Sequence[np.ndarray], flip: bool = False):
+    """ReIDFeatures of the crops at the model's own input size; ``flip``: each averaged with
+    its mirror image's (`reid_core.features.embed_flipped`, the embedder's ``flip``)."""
+    from functools import partial
+
     from reid_core import ReIDFeatures
+    from reid_core.features import embed_flipped
 
     model.eval()
-    return ReIDFeatures.cat(_batched(crops, tuple(model.config.input_size), model))
+    forward = partial(embed_flipped, model) if flip else model
+    return ReIDFeatures.cat(_batched(crops, tuple(model.config.input_size), forward))
 
 
 def part_health_figures(features) -> dict[str, Any] | None:
@@ -338,11 +343,12 @@ def target_check(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def score_probe(
-    probe: ProbeSet, models: dict[str, Any] | None = None
+    probe: ProbeSet, models: dict[str, Any] | None = None, flip: bool = False
 ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
     """Score the two baselines and each named model (both distances) on the probe set:
     (rows of Rank-1/Rank-5/mAP/mINP with what was scored, the distance matrices by method).
-    A model row carries its part health on all probe crops."""
+    A model row carries its part health on all probe crops; ``flip``: models embed with flip
+    test-time augmentation."""
     import reid_core
 
     query = probe.camids == QUERY_CAMID
@@ -374,8 +380,8 @@ def score_probe(
     q_crops = [c for c, q in zip(probe.crops, query, strict=True) if q]
     g_crops = [c for c, q in zip(probe.crops, query, strict=True) if not q]
     for name, model in (models or {}).items():
-        q_features = checkpoint_features(model, q_crops)
-        g_features = checkpoint_features(model, g_crops)
+        q_features = checkpoint_features(model, q_crops, flip)
+        g_features = checkpoint_features(model, g_crops, flip)
         health = part_health_figures(reid_core.ReIDFeatures.cat([q_features, g_features]))
         for distance, fn in (
             ("global", reid_core.global_distance),
@@ -389,6 +395,7 @@ def score_probe(
                 checkpoint=name,
                 input_size=list(model.config.input_size),
                 num_parts=model.num_parts,
+                flip=flip,
                 part_health=health,
             )
     return rows, distmats

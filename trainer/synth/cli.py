@@ -102,6 +102,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0.0,
         help="world v2: each crop's chance of a real photo behind the people (default 0)",
     )
+    reid.add_argument(
+        "--lookalikes",
+        type=float,
+        default=0.0,
+        help="world v2: each identity's chance of dressing like an earlier identity of its "
+        "split, but for one or two garments (default 0)",
+    )
     reid.set_defaults(handler=_reid)
 
     video = products.add_parser(
@@ -165,6 +172,7 @@ def _reid(args: argparse.Namespace) -> int:
         test_identities=args.test_identities,
         photo_textures=args.photo_textures,
         photo_backgrounds=args.photo_backgrounds,
+        lookalikes=args.lookalikes,
     )
     meta = write_reid_set(cfg, Path(args.out), args.workers, not args.quiet, _arguments(args))
     if args.preview:

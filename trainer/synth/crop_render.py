@@ -20,13 +20,15 @@ from trainer.synth.cameras import CameraLook, sample_look
 from trainer.synth.compositing import Compositor, PersonVisibility, PlacedSprite
 from trainer.synth.figure import FigureSprite, render_figure
 from trainer.synth.occluders import BOTTOM_KINDS, OBJECT_KINDS, draw_object
-from trainer.synth.people import Appearance, sample_appearance
+from trainer.synth.people import Appearance, lookalike, sample_appearance
 from trainer.synth.photos import photo_background
 from trainer.synth.scenes import CropBackdrop
 from trainer.synth.seeding import generator
 
 # seed namespaces of the crop set: what a generator is for, so streams never collide
-IDENTITY, DISTRACTOR, JUNK, CAMERA, EXTRA, RENDER, BACKDROP, PHOTO_BACKGROUND = range(1, 9)
+IDENTITY, DISTRACTOR, JUNK, CAMERA, EXTRA, RENDER, BACKDROP, PHOTO_BACKGROUND, LOOKALIKE = range(
+    1, 10
+)
 OCCLUDED_QUERY_MIN = 0.3
 _TARGET_DEPTH, _OCCLUDER_DEPTH, _CLUTTER_DEPTH = 10.0, 5.0, 20.0
 
@@ -77,6 +79,22 @@ def appearance(seed: int, namespace: int, number: int, photo_textures: float = 0
     return sample_appearance(generator(seed, namespace, number), photo_textures)
 
 
+@lru_cache(maxsize=4096)
+def identity_appearance(
+    seed: int, pid: int, photo_textures: float, lookalikes: float, first_of_split: int
+) -> Appearance:
+    """The look of identity ``pid``: its own draw, or with chance ``lookalikes`` a look-alike
+    (`trainer.synth.people.lookalike`) of an earlier identity of its split (pids
+    ``first_of_split`` … pid − 1), so train look-alikes resemble train identities and test
+    look-alikes test ones. At 0 every identity is its own draw, as before the switch."""
+    own = appearance(seed, IDENTITY, pid, photo_textures)
+    rng = generator(seed, LOOKALIKE, pid)
+    if pid <= first_of_split or rng.random() >= lookalikes:
+        return own
+    model = appearance(seed, IDENTITY, int(rng.integers(first_of_split, pid)), photo_textures)
+    return lookalike(rng, model, own)
+
+
 @dataclass
 class CropRender:
     """A rendered crop and what the renderer knows about its person.
@@ -111,7 +129,9 @@ class CropWorld:
 
     World v2 switches (`ReidSetConfig`): ``photo_textures`` is each garment's chance of a
     photo texture, ``photo_backgrounds`` each crop's chance of a real photo behind the people
-    instead of its camera's drawn street (`trainer.synth.photos`)."""
+    instead of its camera's drawn street (`trainer.synth.photos`), ``lookalikes`` each
+    identity's chance of dressing like an earlier one of its split (identities
+    1 … ``train_identities`` are train, the rest test; `identity_appearance`)."""
 
     def __init__(
         self,
@@ -119,14 +139,23 @@ class CropWorld:
         size: tuple[int, int],
         photo_textures: float = 0.0,
         photo_backgrounds: float = 0.0,
+        lookalikes: float = 0.0,
+        train_identities: int = 0,
     ) -> None:
         self.seed = seed
         self.size = size
         self.photo_textures = photo_textures
         self.photo_backgrounds = photo_backgrounds
+        self.lookalikes = lookalikes
+        self.train_identities = train_identities
         self._backdrops: dict[int, CropBackdrop] = {}
 
     def person(self, namespace: int, number: int) -> Appearance:
+        if namespace == IDENTITY and self.lookalikes > 0.0:
+            first = 1 if number <= self.train_identities else self.train_identities + 1
+            return identity_appearance(
+                self.seed, number, self.photo_textures, self.lookalikes, first
+            )
         return appearance(self.seed, namespace, number, self.photo_textures)
 
     def background(self, spec: CropSpec, rng: np.random.Generator) -> np.ndarray:

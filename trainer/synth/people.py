@@ -285,3 +285,39 @@ def sample_appearance(rng: np.random.Generator, photo_textures: float = 0.0) -> 
         if pattern is not None and rng.random() < photo_textures
     }
     return replace(appearance, **photo)
+
+
+# What a look-alike may wear differently from the person it resembles (`lookalike`): garment
+# groups, each drawn whole. The body (skin, build, height, gait) is always its own.
+LOOKALIKE_GROUPS: dict[str, tuple[str, ...]] = {
+    "top": ("top", "logo", "long_sleeves"),
+    "jacket": ("jacket", "jacket_open"),
+    "bottom": ("bottom", "bottom_pattern", "skirt_length", "legwear"),
+    "hair": ("hair", "hair_style", "hat", "hat_colour"),
+    "bag": ("bag", "bag_colour", "bag_side"),
+}
+BODY_FIELDS = ("skin", "build", "height", "head_size", "stride", "arm_swing", "walking_speed")
+
+
+def _shows_a_difference(group: str, model: Appearance, own: Appearance) -> bool:
+    """Whether taking ``own``'s draw of a group changes what is drawn (no jacket and no bag
+    look the same whatever their colours)."""
+    if group == "jacket":
+        return model.jacket is not None or own.jacket is not None
+    if group == "bag":
+        return model.bag != "none" or own.bag != "none"
+    return True
+
+
+def lookalike(rng: np.random.Generator, model: Appearance, own: Appearance) -> Appearance:
+    """``own`` dressed like ``model`` except in one or two garment groups (`LOOKALIKE_GROUPS`,
+    among those where the two draws look different), which keep ``own``'s draw. Real crowds
+    dress alike (a street in winter: dark coats, jeans), so telling two people apart often
+    rests on trousers, a bag or hair; in a world where every outfit is drawn independently,
+    the whole-outfit colour alone separates almost everyone and a model never has to look
+    further."""
+    groups = [g for g in LOOKALIKE_GROUPS if _shows_a_difference(g, model, own)]
+    count = 1 + int(rng.random() < 0.5)
+    chosen = rng.choice(groups, size=count, replace=False)
+    own_fields = [*BODY_FIELDS, *(name for group in chosen for name in LOOKALIKE_GROUPS[group])]
+    return replace(model, **{name: getattr(own, name) for name in own_fields})

@@ -71,6 +71,7 @@ class ReidSetConfig:
     test_identities: int | None = None  # None: half (Market); a big training set keeps fewer
     photo_textures: float = 0.0  # world v2: each garment's chance of a photo texture
     photo_backgrounds: float = 0.0  # world v2: each crop's chance of a photo background
+    lookalikes: float = 0.0  # world v2: each identity's chance of dressing like an earlier one
 
     @property
     def train_identities(self) -> int:
@@ -79,7 +80,14 @@ class ReidSetConfig:
         return self.identities - test
 
     def world(self) -> CropWorld:
-        return CropWorld(self.seed, self.size, self.photo_textures, self.photo_backgrounds)
+        return CropWorld(
+            self.seed,
+            self.size,
+            self.photo_textures,
+            self.photo_backgrounds,
+            self.lookalikes,
+            self.train_identities,
+        )
 
     def __post_init__(self) -> None:
         if self.identities < 2:
@@ -107,6 +115,7 @@ class ReidSetConfig:
             "junk_fraction",
             "photo_textures",
             "photo_backgrounds",
+            "lookalikes",
         )
         for name in fractions:
             value = getattr(self, name)
@@ -406,6 +415,7 @@ def _meta(cfg: ReidSetConfig, specs: list[CropSpec], args: dict | None) -> dict:
         "world": {
             "photo_textures": cfg.photo_textures,
             "photo_backgrounds": cfg.photo_backgrounds,
+            "lookalikes": cfg.lookalikes,
             "photos": _photo_credits(cfg),
         },
         "args": args if args is not None else {**asdict(cfg)},
