@@ -16,8 +16,12 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked slow (20 s to 2 min each) run first: pytest-xdist hands tests out in this
-    order, so no worker is left finishing a long one alone while the other waits."""
+    """Tests marked slow (20 s to 2 min each) run first. `make test` hands whole modules to
+    the two xdist workers (``--dist loadscope``, so a module's fixtures are built once) in the
+    order of their first test here (``--no-loadscope-reorder``): the modules with long tests
+    start first, and no worker is left finishing a long one alone while the other waits.
+    (``--dist loadgroup`` would keep named groups together, but pytest-xdist 3.8 marks a group
+    by rewriting ``item._nodeid``, which pytest 9.2 no longer reads: every group was split.)"""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 

@@ -34,8 +34,6 @@ from stream.pipeline import (
     worker_configs,
 )
 
-pytestmark = pytest.mark.xdist_group("pipeline")
-
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory: pytest.TempPathFactory) -> Path:

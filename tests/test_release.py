@@ -29,8 +29,6 @@ from trainer.cli import main as trainer_main
 from trainer.engine import train
 from trainer.synth.reid_set import ReidSetConfig, write_reid_set
 
-pytestmark = pytest.mark.xdist_group("training")
-
 
 def test_an_inference_file_drops_the_heads_and_halves_the_floats(tmp_path: Path) -> None:
     model = build_model({**TINY_MODEL, "num_classes": 40}).eval()
@@ -209,7 +207,11 @@ def test_the_demo_runs_the_shipped_model_and_still_trains_on_request(
 
     scene = VideoConfig(cameras=2, people=3, seconds=3, seed=2, size=(320, 180))
     result = run_demo(
-        tmp_path / "demo", live=False, scene_config=scene, detector="background_subtraction"
+        tmp_path / "demo",
+        live=False,
+        scene_config=scene,
+        detector="background_subtraction",
+        pace=None,  # the videos as fast as they are read: real time adds waiting, not checks
     )
     assert result["model"] == DEFAULT_MODEL and result["threshold"] == read_card().threshold
     assert result["detector"] == "background_subtraction"
@@ -220,6 +222,7 @@ def test_the_demo_runs_the_shipped_model_and_still_trains_on_request(
         live=False,
         train_model=True,
         scene_config=scene,
+        pace=None,
         identities=12,
         train_overrides={
             "epochs": 1,

@@ -14,8 +14,6 @@ from reid_core import build_model, save
 from stream.cli import main as stream_main
 from stream.pipeline import run_pipeline
 
-pytestmark = pytest.mark.xdist_group("pipeline")
-
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -27,8 +27,6 @@ from trainer.engine import (
 )
 from trainer.synth.reid_set import ReidSetConfig, write_reid_set
 
-pytestmark = pytest.mark.xdist_group("training")
-
 TINY_MODEL = {
     "backbone": {"name": "resnet18", "weights": "random"},
     "transformer": {
