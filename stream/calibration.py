@@ -5,6 +5,7 @@ in the model card)."""
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -148,17 +149,23 @@ def calibration_path(cams_yaml: Path) -> Path:
 
 
 def calibrate_on_data(
-    model_path: Path, dataset: str, root: Path, options: dict[str, Any] | None = None
+    model_path: Path,
+    dataset: str,
+    root: Path,
+    options: dict[str, Any] | None = None,
+    flip: bool = False,
 ) -> dict[str, Any]:
     """The threshold of ``model_path`` on a data set's held-out people (query + gallery pooled
-    per camera into tracklets, the matcher replayed), with what it was measured on."""
+    per camera into tracklets, the matcher replayed), with what it was measured on. ``flip``:
+    embed as a worker with ``embedder.flip`` does (each crop averaged with its mirror image),
+    whose distances are smaller than without."""
     import time
 
     from reid_core.checkpoint import load
     from reid_core.zoo import file_sha256
     from trainer.evaluation.evaluate import evaluate_model
 
-    result = evaluate_model(load(model_path), dataset, root, options)
+    result = evaluate_model(load(model_path), dataset, root, options, flip=flip)
     appearances, identities, cameras = pseudo_tracklets(result)
     if len(set(cameras.tolist())) < 2:
         raise ValueError(
@@ -173,6 +180,7 @@ def calibrate_on_data(
             "data": str(root),
             "dataset": dataset,
             "options": options or {},
+            "flip": flip,
             "tracklets": len(appearances),
             "identities": len(set(identities.tolist())),
             "cameras": len(set(cameras.tolist())),
@@ -182,9 +190,10 @@ def calibrate_on_data(
     }
 
 
-def read_calibration(cams_yaml: Path, model_path: Path) -> float | None:
+def read_calibration(cams_yaml: Path, model_path: Path, flip: bool = False) -> float | None:
     """The threshold `stream calibrate` wrote beside ``cams_yaml`` for this very model file
-    (by digest), else None; a calibration of another model is ignored with a warning."""
+    (by digest) embedding with this ``flip``, else None; a calibration of another model or
+    flip setting is ignored with a warning."""
     import logging
 
     import yaml
@@ -198,6 +207,7 @@ def read_calibration(cams_yaml: Path, model_path: Path) -> float | None:
         stored = yaml.safe_load(path.read_text())
         threshold = float(stored["gallery"]["threshold"])
         digest = stored["calibration"]["model_sha256"]
+        stored_flip = bool(stored["calibration"].get("flip", False))  # older files: no flip
     except (yaml.YAMLError, KeyError, TypeError, ValueError) as error:
         raise ValueError(
             f"{path}: not a calibration written by `stream calibrate` ({error})"
@@ -205,6 +215,14 @@ def read_calibration(cams_yaml: Path, model_path: Path) -> float | None:
     if digest != file_sha256(model_path):
         logging.getLogger(__name__).warning(
             "%s was calibrated for another model than %s: not used", path, model_path
+        )
+        return None
+    if stored_flip != flip:
+        logging.getLogger(__name__).warning(
+            "%s was calibrated with embedder.flip %s, the run embeds with flip %s: not used",
+            path,
+            stored_flip,
+            flip,
         )
         return None
     return threshold
@@ -227,7 +245,18 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "options", nargs="*", metavar="key=value", help="data set options (as --option)"
     )
-    parser.add_argument("--model", type=Path, help="checkpoint (default: the shipped model)")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        help="checkpoint (default: --cameras' worker.embedder.model, else the shipped model)",
+    )
+    parser.add_argument(
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="embed each crop with its mirror image, as a worker with embedder.flip does "
+        "(default: --cameras' worker.embedder.flip, else off)",
+    )
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--cameras", type=Path, help="the cams.yaml it is for")
     where.add_argument(
@@ -239,21 +268,47 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=_handle)
 
 
+def cameras_embedder(cams_yaml: Path | None) -> Any:
+    """The worker's embedder settings of the cams.yaml a calibration is for (its defaults when
+    there is none yet): the model and flip the run will embed with."""
+    from reid_core.runtime.embedder import EmbedderConfig
+
+    if cams_yaml is None or not cams_yaml.is_file():
+        return EmbedderConfig()
+    from pydantic import ValidationError
+
+    from stream.config import load_cams_config
+
+    settings = load_cams_config(cams_yaml).worker.get("embedder") or {}
+    try:
+        return EmbedderConfig.model_validate(settings)
+    except ValidationError as error:
+        raise ValueError(f"{cams_yaml}: worker.embedder: {error}") from None
+
+
 def _handle(args: Any) -> int:
     import yaml
 
     from reid_core.config import parse_overrides
     from reid_core.zoo import shipped_model_path
 
-    model = args.model or shipped_model_path()
+    embedder = cameras_embedder(args.cameras)
+    if args.model is None and embedder.model is not None and embedder.model.suffix == ".onnx":
+        raise ValueError(
+            f"{args.cameras}: worker.embedder.model is an ONNX file ({embedder.model}); "
+            "calibration embeds with torch: name its .safetensors checkpoint with --model"
+        )
+    model = args.model or embedder.model or shipped_model_path()
+    flip = embedder.flip if args.flip is None else args.flip
     calibration = calibrate_on_data(
-        model, args.dataset, args.data, parse_overrides([*args.option, *args.options])
+        model, args.dataset, args.data, parse_overrides([*args.option, *args.options]), flip
     )
     out = args.out or (calibration_path(args.cameras) if args.cameras else DEFAULT_OUT)
     out.write_text(yaml.safe_dump(calibration, sort_keys=False))
     c = calibration["calibration"]
     print(
-        f"threshold {calibration['gallery']['threshold']:.4f} for {model} from {c['tracklets']} "
+        f"threshold {calibration['gallery']['threshold']:.4f} for {model}"
+        f"{' (flip)' if flip else ''} from {c['tracklets']} "
         f"tracklets of {c['identities']} people on {c['cameras']} cameras; wrote {out}"
     )
     return 0

@@ -290,7 +290,7 @@ def worker_configs(
         from reid_core.zoo import shipped_model_path
 
         model = checked.embedder.model or shipped_model_path()
-        calibrated = read_calibration(Path(source), Path(model))
+        calibrated = read_calibration(Path(source), Path(model), checked.embedder.flip)
         if calibrated is not None:
             for *_, settings in planned:
                 settings["gallery"] = {**settings["gallery"], "threshold": calibrated}

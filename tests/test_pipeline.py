@@ -18,6 +18,7 @@ import pytest
 import yaml
 from stream_setup import TINY_MODEL, write_tiny_stream
 
+from reid_core.zoo import file_sha256
 from stream.cli import main as stream_main
 from stream.cli import parser as stream_parser
 from stream.config import load_cams_config
@@ -431,6 +432,66 @@ def test_stream_calibrate_writes_a_threshold_that_stream_run_uses_for_that_model
     cams_yaml.write_text(yaml.safe_dump(cams))
     workers = worker_configs(load_cams_config(cams_yaml), tmp_path / "run2", "r", str(cams_yaml))
     assert "threshold" not in yaml.safe_load(workers[0].config_path.read_text())["gallery"]
+
+
+def test_stream_calibrate_embeds_with_the_flip_of_the_cameras_it_is_for(
+    scene: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker with embedder.flip averages each crop with its mirror image: its distances are
+    not those of a calibration without flip, so `stream calibrate --cameras` embeds as the run
+    will (cams.yaml's model and flip), and `stream run` uses only a calibration of its flip."""
+    from test_folder_dataset import write_people
+
+    import trainer.evaluation.evaluate as evaluate
+
+    embedded_with_flip = []
+    evaluate_model = evaluate.evaluate_model
+
+    def spy(*args: object, flip: bool = False, **kwargs: object) -> object:
+        embedded_with_flip.append(flip)
+        return evaluate_model(*args, flip=flip, **kwargs)
+
+    monkeypatch.setattr(evaluate, "evaluate_model", spy)
+    people = write_people(tmp_path / "people", people=12)
+    cams = yaml.safe_load((scene / "cams.yaml").read_text())
+    for camera in cams["cameras"]:
+        camera["source"] = str(scene / camera["source"])
+        camera["ground_truth"] = str(scene / camera["ground_truth"])
+    del cams["worker"]["gallery"]["threshold"]
+    model = scene / "tiny.safetensors"
+    cams["worker"]["embedder"] = {"runtime": "torch", "model": str(model), "flip": True}
+    cams_yaml = tmp_path / "site.yaml"
+    cams_yaml.write_text(yaml.safe_dump(cams))
+    argv = ["calibrate", "--data", str(people), "--cameras", str(cams_yaml)]
+    assert stream_main([*argv, "--option", "test_fraction=0.5"]) == 0  # model from cams.yaml
+    flipped = yaml.safe_load((tmp_path / "site.calibration.yaml").read_text())
+    assert flipped["calibration"]["flip"] is True
+    assert flipped["calibration"]["model_sha256"] == file_sha256(model)
+    plain_out = tmp_path / "plain.yaml"
+    plain = ["calibrate", "--data", str(people), "--model", str(model), "--no-flip"]
+    assert stream_main([*plain, "--out", str(plain_out), "--option", "test_fraction=0.5"]) == 0
+    unflipped = yaml.safe_load(plain_out.read_text())
+    assert unflipped["calibration"]["flip"] is False
+    assert embedded_with_flip == [True, False]
+
+    workers = worker_configs(load_cams_config(cams_yaml), tmp_path / "run", "r", str(cams_yaml))
+    settings = yaml.safe_load(workers[0].config_path.read_text())
+    assert settings["gallery"]["threshold"] == flipped["gallery"]["threshold"]
+    (tmp_path / "site.calibration.yaml").write_text(plain_out.read_text())  # flip off: not used
+    with caplog.at_level("WARNING"):
+        workers = worker_configs(
+            load_cams_config(cams_yaml), tmp_path / "run2", "r", str(cams_yaml)
+        )
+    assert "threshold" not in yaml.safe_load(workers[0].config_path.read_text())["gallery"]
+    assert "calibrated with embedder.flip False" in caplog.text
+
+    cams["worker"]["embedder"]["model"] = str(tmp_path / "tiny.onnx")
+    cams_yaml.write_text(yaml.safe_dump(cams))
+    with pytest.raises(ValueError, match="worker.embedder.model is an ONNX file"):
+        run_handler(argv)
 
 
 def _free_port() -> int:
