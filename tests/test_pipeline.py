@@ -395,9 +395,9 @@ def test_the_progress_line_says_what_the_live_table_says() -> None:
     assert line.startswith("12 s: cam1 40 frames 9.5 fps; events 7, assignments 2, global ids 1")
 
 
-def test_stream_calibrate_writes_a_threshold_that_stream_run_uses_for_that_model(
-    scene: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def people_and_uncalibrated_cams(scene: Path, tmp_path: Path) -> tuple[Path, dict]:
+    """A folder data set of 12 people to calibrate on, and the scene's cams.yaml (absolute
+    paths) without a threshold: a site that has not calibrated yet."""
     from test_folder_dataset import write_people
 
     people = write_people(tmp_path / "people", people=12)
@@ -406,6 +406,13 @@ def test_stream_calibrate_writes_a_threshold_that_stream_run_uses_for_that_model
         camera["source"] = str(scene / camera["source"])
         camera["ground_truth"] = str(scene / camera["ground_truth"])
     del cams["worker"]["gallery"]["threshold"]
+    return people, cams
+
+
+def test_stream_calibrate_writes_a_threshold_that_stream_run_uses_for_that_model(
+    scene: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    people, cams = people_and_uncalibrated_cams(scene, tmp_path)
     cams_yaml = tmp_path / "site.yaml"
     cams_yaml.write_text(yaml.safe_dump(cams))
     model = scene / "tiny.safetensors"
@@ -443,8 +450,6 @@ def test_stream_calibrate_embeds_with_the_flip_of_the_cameras_it_is_for(
     """A worker with embedder.flip averages each crop with its mirror image: its distances are
     not those of a calibration without flip, so `stream calibrate --cameras` embeds as the run
     will (cams.yaml's model and flip), and `stream run` uses only a calibration of its flip."""
-    from test_folder_dataset import write_people
-
     import trainer.evaluation.evaluate as evaluate
 
     embedded_with_flip = []
@@ -455,12 +460,7 @@ def test_stream_calibrate_embeds_with_the_flip_of_the_cameras_it_is_for(
         return evaluate_model(*args, flip=flip, **kwargs)
 
     monkeypatch.setattr(evaluate, "evaluate_model", spy)
-    people = write_people(tmp_path / "people", people=12)
-    cams = yaml.safe_load((scene / "cams.yaml").read_text())
-    for camera in cams["cameras"]:
-        camera["source"] = str(scene / camera["source"])
-        camera["ground_truth"] = str(scene / camera["ground_truth"])
-    del cams["worker"]["gallery"]["threshold"]
+    people, cams = people_and_uncalibrated_cams(scene, tmp_path)
     model = scene / "tiny.safetensors"
     cams["worker"]["embedder"] = {"runtime": "torch", "model": str(model), "flip": True}
     cams_yaml = tmp_path / "site.yaml"
