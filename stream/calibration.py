@@ -158,7 +158,7 @@ def calibrate_on_data(
     """The threshold of ``model_path`` on a data set's held-out people (query + gallery pooled
     per camera into tracklets, the matcher replayed), with what it was measured on. ``flip``:
     embed as a worker with ``embedder.flip`` does (each crop averaged with its mirror image),
-    whose distances are smaller than without."""
+    whose distances are not those of single crops."""
     import time
 
     from reid_core.checkpoint import load
