@@ -278,22 +278,24 @@ def cameras_embedder(cams_yaml: Path | None) -> Any:
     from pydantic import ValidationError
 
     from stream.config import load_cams_config
+    from stream.worker_config import _describe
 
     settings = load_cams_config(cams_yaml).worker.get("embedder") or {}
     try:
         return EmbedderConfig.model_validate(settings)
-    except ValidationError as error:
-        raise ValueError(f"{cams_yaml}: worker.embedder: {error}") from None
+    except ValidationError as error:  # worded as `stream run` words the worker section's
+        raise ValueError(_describe(str(cams_yaml), error, "worker.embedder.")) from None
 
 
 def _handle(args: Any) -> int:
     import yaml
 
     from reid_core.config import parse_overrides
+    from reid_core.runtime.embedder import runtime_for
     from reid_core.zoo import shipped_model_path
 
     embedder = cameras_embedder(args.cameras)
-    if args.model is None and embedder.model is not None and embedder.model.suffix == ".onnx":
+    if args.model is None and embedder.model and runtime_for(embedder.model) == "onnxruntime":
         raise ValueError(
             f"{args.cameras}: worker.embedder.model is an ONNX file ({embedder.model}); "
             "calibration embeds with torch: name its .safetensors checkpoint with --model"
